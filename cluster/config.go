@@ -1,0 +1,283 @@
+package cluster
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+)
+
+// ContextKey is the cdk.json context key that holds the configuration.
+const ContextKey = "pgha"
+
+// Ports fixed by the design (DESIGN.md).
+const (
+	PortPostgres     = 5432
+	PortPatroni      = 8008
+	PortEtcdClient   = 2379
+	PortEtcdPeer     = 2380
+	PortHAProxyWrite = 5000
+	PortHAProxyRead  = 5001
+	PortHAProxyStats = 7000
+	PortApp          = 5000
+)
+
+// Database roles created by the cluster's bootstrap. Their passwords live in
+// Secrets Manager (on AWS) or in root-only files (locally), never in config.
+const (
+	SuperUser       = "postgres"
+	ReplicationUser = "replicator"
+	AppUser         = "app"
+	HealthUser      = "pgha_health"
+)
+
+// Config is the whole cluster as the user describes it under the `pgha`
+// context key. Every field has a default (see Default); a key that is set
+// replaces the default, except Postgres.Parameters, which is merged.
+type Config struct {
+	// Name is the cluster's name: Patroni's scope, the pgha:cluster tag and
+	// the prefix of AWS resource names. Default: "pgha".
+	Name string `json:"name"`
+	// Regions are the data regions; the first is the primary region, whose
+	// PostgreSQL nodes are preferred on failover. Default: eu-west-3
+	// (10.11.0.0/16, 2 PostgreSQL, 2 etcd, 1 HAProxy, 1 app) and eu-west-1
+	// (10.12.0.0/16, 1 PostgreSQL, 1 etcd, 1 HAProxy).
+	Regions []Region `json:"regions"`
+	// Witness is an optional third region holding one etcd member, so that
+	// etcd keeps its quorum when either data region is lost. Default: none.
+	Witness *Witness `json:"witness,omitempty"`
+	// Instances sets EC2 instance types, architecture and volume sizes.
+	Instances Instances `json:"instances"`
+	// Postgres holds PostgreSQL settings.
+	Postgres Postgres `json:"postgres"`
+	// Patroni holds Patroni's timing and replication mode.
+	Patroni Patroni `json:"patroni"`
+	// Etcd holds etcd's Raft timing.
+	Etcd Etcd `json:"etcd"`
+	// App configures the hello API.
+	App App `json:"app"`
+	// HealthCheck configures the health-checking Lambda and its alarms.
+	HealthCheck HealthCheck `json:"healthCheck"`
+}
+
+// Region is one data region and how many nodes of each role it runs.
+type Region struct {
+	// Name is the AWS region, e.g. "eu-west-3".
+	Name string `json:"name"`
+	// CIDR is the VPC's IPv4 range, a private /16 to /21.
+	CIDR string `json:"cidr"`
+	// AvailabilityZones are the three zones the VPC spans. Default: the
+	// region name followed by a, b and c.
+	AvailabilityZones []string `json:"availabilityZones,omitempty"`
+	// Postgres is the number of PostgreSQL + Patroni nodes.
+	Postgres int `json:"postgres"`
+	// Etcd is the number of etcd members.
+	Etcd int `json:"etcd"`
+	// HAProxy is the number of HAProxy nodes.
+	HAProxy int `json:"haproxy"`
+	// App is the number of app instances.
+	App int `json:"app"`
+}
+
+// Witness is a region that holds a single etcd member and nothing else.
+type Witness struct {
+	// Name is the AWS region, e.g. "eu-central-1".
+	Name string `json:"name"`
+	// CIDR is the VPC's IPv4 range, a private /16 to /21.
+	CIDR string `json:"cidr"`
+	// AvailabilityZones as in Region. Default: name + a, b, c.
+	AvailabilityZones []string `json:"availabilityZones,omitempty"`
+}
+
+// Instances sets the EC2 side of the nodes.
+type Instances struct {
+	// Architecture is "arm64" or "x86_64" and must match the instance
+	// types (Graviton families such as t4g are arm64). Default: "arm64".
+	Architecture string `json:"architecture"`
+	// Postgres is the PostgreSQL nodes' instance type. Default: "t4g.medium".
+	Postgres string `json:"postgres"`
+	// Etcd is the etcd nodes' instance type. Default: "t4g.small".
+	Etcd string `json:"etcd"`
+	// HAProxy is the HAProxy nodes' instance type. Default: "t4g.small".
+	HAProxy string `json:"haproxy"`
+	// App is the app instances' type. Default: "t4g.small".
+	App string `json:"app"`
+	// DataVolumeGiB is the size of each PostgreSQL node's data volume.
+	// Default: 50.
+	DataVolumeGiB int `json:"dataVolumeGiB"`
+	// RootVolumeGiB is the size of every instance's root volume. Default: 16.
+	RootVolumeGiB int `json:"rootVolumeGiB"`
+}
+
+// Postgres holds PostgreSQL settings.
+type Postgres struct {
+	// Parameters are postgresql.conf settings, merged over pgha's defaults
+	// (see Default). Settings pgha manages itself (listen_addresses, port,
+	// data_directory, hba_file, ...) are rejected.
+	Parameters map[string]string `json:"parameters"`
+}
+
+// Patroni holds the settings that decide how fast and how safely Patroni
+// fails over.
+type Patroni struct {
+	// TTL is the leader lock's time to live in seconds. Patroni 4 raises
+	// anything below 20 to 20, so pgha rejects it instead. Default: 20.
+	TTL int `json:"ttl"`
+	// LoopWait is the seconds between Patroni's cycles. Default: 2.
+	LoopWait int `json:"loopWait"`
+	// RetryTimeout is the seconds Patroni retries etcd and PostgreSQL
+	// before demoting. loop_wait + 2*retry_timeout must not exceed ttl, or
+	// an isolated leader could still be writing after its lock expired.
+	// Default: 9.
+	RetryTimeout int `json:"retryTimeout"`
+	// SynchronousMode makes every commit wait for one synchronous standby,
+	// and lets Patroni promote only that standby: no acknowledged write is
+	// lost on failover. Default: true.
+	SynchronousMode bool `json:"synchronousMode"`
+	// SynchronousModeStrict blocks writes when no standby is available
+	// instead of falling back to asynchronous replication. Default: false.
+	SynchronousModeStrict bool `json:"synchronousModeStrict"`
+	// FailsafeMode keeps the leader running while etcd has no quorum, as
+	// long as it can reach every other member. Default: true.
+	FailsafeMode bool `json:"failsafeMode"`
+	// MaximumLagOnFailover is the most a replica may lag, in bytes, to be
+	// promoted. Default: 1048576.
+	MaximumLagOnFailover int64 `json:"maximumLagOnFailover"`
+}
+
+// Etcd holds etcd's Raft timing. etcd's tuning guide sets the heartbeat
+// near the largest round trip between members and the election timeout at
+// about ten times that.
+type Etcd struct {
+	// HeartbeatIntervalMs is the Raft heartbeat in milliseconds. Default:
+	// 200 (inter-region round trips in Europe are 10-30 ms, across
+	// continents up to ~150 ms).
+	HeartbeatIntervalMs int `json:"heartbeatIntervalMs"`
+	// ElectionTimeoutMs is the Raft election timeout in milliseconds, at
+	// least 5 times the heartbeat. Default: 2000.
+	ElectionTimeoutMs int `json:"electionTimeoutMs"`
+}
+
+// App configures the hello API.
+type App struct {
+	// Database is the database the app uses; its owner is the app role.
+	// Default: "hello".
+	Database string `json:"database"`
+	// AllowedCIDRs may reach the app's port 5000 from outside the VPCs.
+	// Default: none (reach it through SSM port forwarding).
+	AllowedCIDRs []string `json:"allowedCidrs"`
+}
+
+// HealthCheck configures the health-checking Lambda.
+type HealthCheck struct {
+	// LagAlarmBytes raises the lag alarm when a replica lags more than
+	// this many bytes. Default: 16777216 (16 MiB).
+	LagAlarmBytes int64 `json:"lagAlarmBytes"`
+	// RestartBackoffMinutes is the least time between two restarts of the
+	// same app instance. Default: 5.
+	RestartBackoffMinutes int `json:"restartBackoffMinutes"`
+}
+
+// Default returns the configuration of the original design: two data
+// regions and a dedicated three-member etcd cluster.
+func Default() Config {
+	return Config{
+		Name: "pgha",
+		Regions: []Region{
+			{Name: "eu-west-3", CIDR: "10.11.0.0/16", Postgres: 2, Etcd: 2, HAProxy: 1, App: 1},
+			{Name: "eu-west-1", CIDR: "10.12.0.0/16", Postgres: 1, Etcd: 1, HAProxy: 1},
+		},
+		Instances: Instances{
+			Architecture:  "arm64",
+			Postgres:      "t4g.medium",
+			Etcd:          "t4g.small",
+			HAProxy:       "t4g.small",
+			App:           "t4g.small",
+			DataVolumeGiB: 50,
+			RootVolumeGiB: 16,
+		},
+		Postgres: Postgres{Parameters: map[string]string{
+			"max_connections":       "200",
+			"shared_buffers":        "256MB",
+			"password_encryption":   "scram-sha-256",
+			"wal_level":             "replica",
+			"wal_log_hints":         "on",
+			"max_wal_senders":       "10",
+			"max_replication_slots": "10",
+			"wal_keep_size":         "1GB",
+			"hot_standby":           "on",
+		}},
+		Patroni: Patroni{
+			TTL:                  20,
+			LoopWait:             2,
+			RetryTimeout:         9,
+			SynchronousMode:      true,
+			FailsafeMode:         true,
+			MaximumLagOnFailover: 1 << 20,
+		},
+		Etcd: Etcd{HeartbeatIntervalMs: 200, ElectionTimeoutMs: 2000},
+		App:  App{Database: "hello"},
+		HealthCheck: HealthCheck{
+			LagAlarmBytes:         16 << 20,
+			RestartBackoffMinutes: 5,
+		},
+	}
+}
+
+// Parse reads a configuration in JSON (the value of the `pgha` context key)
+// over the defaults and validates it. Empty input, or "null", gives the
+// defaults. Unknown keys are errors.
+func Parse(data []byte) (Config, error) {
+	c := Default()
+	data = bytes.TrimSpace(data)
+	if len(data) == 0 || string(data) == "null" {
+		return c, c.Validate()
+	}
+	// Regions and witness replace the defaults whole when set.
+	c.Regions = nil
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&c); err != nil {
+		return Config{}, decodeError(err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return Config{}, fmt.Errorf("%s: unexpected data after the configuration object", ContextKey)
+	}
+	if c.Regions == nil {
+		c.Regions = Default().Regions
+	}
+	return c, c.Validate()
+}
+
+// FromContext parses the value of the `pgha` context key as the CDK hands
+// it over (already decoded from JSON, or nil when absent).
+func FromContext(v any) (Config, error) {
+	if v == nil {
+		return Parse(nil)
+	}
+	if s, ok := v.(string); ok {
+		return Parse([]byte(s))
+	}
+	data, err := json.Marshal(v)
+	if err != nil {
+		return Config{}, fmt.Errorf("%s: %w", ContextKey, err)
+	}
+	return Parse(data)
+}
+
+func decodeError(err error) error {
+	var typeErr *json.UnmarshalTypeError
+	var syntaxErr *json.SyntaxError
+	switch {
+	case errors.As(err, &typeErr):
+		return fmt.Errorf("%s.%s: got a JSON %s, want %s", ContextKey, typeErr.Field, typeErr.Value, typeErr.Type)
+	case errors.As(err, &syntaxErr):
+		return fmt.Errorf("%s: invalid JSON at byte %d: %w", ContextKey, syntaxErr.Offset, err)
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		return fmt.Errorf("%s: unknown key %s", ContextKey, strings.TrimPrefix(err.Error(), "json: unknown field "))
+	default:
+		return fmt.Errorf("%s: %w", ContextKey, err)
+	}
+}

@@ -1,0 +1,272 @@
+package cluster
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"regexp"
+	"slices"
+	"strings"
+)
+
+var (
+	nameRE         = regexp.MustCompile(`^[a-z][a-z0-9-]{0,23}$`)
+	regionRE       = regexp.MustCompile(`^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-[0-9]$`)
+	instanceTypeRE = regexp.MustCompile(`^([a-z]+[0-9]+)([a-z-]*)\.[a-z0-9]+$`)
+	parameterRE    = regexp.MustCompile(`^[a-z_][a-z0-9_.]*$`)
+	databaseRE     = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
+)
+
+// managedParameters are PostgreSQL settings that pgha and Patroni set
+// themselves; overriding them would break replication or the renderers.
+var managedParameters = []string{
+	"listen_addresses", "port", "data_directory", "hba_file", "ident_file",
+	"config_file", "unix_socket_directories", "synchronous_standby_names",
+	"primary_conninfo", "primary_slot_name", "restore_command",
+	"recovery_target_timeline", "cluster_name", "log_directory",
+}
+
+// Per role and region, the plan has room for this many nodes.
+const maxPerRole = 10
+
+// Validate checks the whole configuration and reports every problem, each
+// naming the field (as a path under `pgha`) and the value.
+func (c Config) Validate() error {
+	v := &validator{}
+	if !nameRE.MatchString(c.Name) {
+		v.addf("name", c.Name, "must be 1-24 lowercase letters, digits or '-', starting with a letter")
+	}
+	if len(c.Regions) == 0 {
+		v.addf("regions", "[]", "must list at least one region")
+	}
+	var all []namedCIDR
+	regionNames := map[string]string{}
+	checkRegion := func(field, name, cidr string, azs []string) {
+		if !regionRE.MatchString(name) {
+			v.addf(field+".name", name, "is not an AWS region name (like eu-west-3)")
+		} else if prev, dup := regionNames[name]; dup {
+			v.addf(field+".name", name, "is already used by "+prev)
+		} else {
+			regionNames[name] = field
+		}
+		p, err := netip.ParsePrefix(cidr)
+		switch {
+		case err != nil || !p.Addr().Is4():
+			v.addf(field+".cidr", cidr, "is not an IPv4 CIDR")
+		case p.Masked() != p:
+			v.addf(field+".cidr", cidr, "has host bits set (did you mean "+p.Masked().String()+"?)")
+		case p.Bits() < 16 || p.Bits() > 21:
+			v.addf(field+".cidr", cidr, "must be a /16 to a /21 (the plan needs six /24 subnets)")
+		case !isPrivate(p):
+			v.addf(field+".cidr", cidr, "must be inside 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16")
+		default:
+			for _, o := range all {
+				if o.p.Overlaps(p) {
+					v.addf(field+".cidr", cidr, "overlaps "+o.field+" "+o.p.String())
+				}
+			}
+			all = append(all, namedCIDR{field + ".cidr", p})
+		}
+		if azs != nil {
+			if len(azs) != 3 {
+				v.addf(field+".availabilityZones", fmt.Sprint(azs), "must list exactly 3 zones")
+			}
+			for i, az := range azs {
+				if !strings.HasPrefix(az, name) || len(az) != len(name)+1 || az[len(name)] < 'a' || az[len(name)] > 'z' {
+					v.addf(fmt.Sprintf("%s.availabilityZones[%d]", field, i), az, "is not a zone of "+name)
+				}
+			}
+			if len(azs) == 3 && (azs[0] == azs[1] || azs[1] == azs[2] || azs[0] == azs[2]) {
+				v.addf(field+".availabilityZones", fmt.Sprint(azs), "must name 3 different zones")
+			}
+		}
+	}
+
+	var pg, etcd, haproxy, app int
+	for i, r := range c.Regions {
+		f := fmt.Sprintf("regions[%d]", i)
+		checkRegion(f, r.Name, r.CIDR, r.AvailabilityZones)
+		for _, n := range []struct {
+			key   string
+			count int
+		}{{"postgres", r.Postgres}, {"etcd", r.Etcd}, {"haproxy", r.HAProxy}, {"app", r.App}} {
+			if n.count < 0 || n.count > maxPerRole {
+				v.addf(f+"."+n.key, fmt.Sprint(n.count), fmt.Sprintf("must be between 0 and %d", maxPerRole))
+			}
+		}
+		if r.App > 0 && r.HAProxy == 0 {
+			v.addf(f+".haproxy", "0", "must be at least 1 where app instances run (the app connects through its region's HAProxy)")
+		}
+		pg += r.Postgres
+		etcd += r.Etcd
+		haproxy += r.HAProxy
+		app += r.App
+	}
+	if len(c.Regions) > 0 && c.Regions[0].Postgres < 1 {
+		v.addf("regions[0].postgres", fmt.Sprint(c.Regions[0].Postgres), "must be at least 1: the first region is the primary")
+	}
+	if c.Witness != nil {
+		checkRegion("witness", c.Witness.Name, c.Witness.CIDR, c.Witness.AvailabilityZones)
+		etcd++
+	}
+	if pg < 2 {
+		v.addf("regions[*].postgres", fmt.Sprint(pg), "PostgreSQL nodes in all must be at least 2, or there is nothing to fail over to")
+	}
+	if etcd < 3 || etcd%2 == 0 {
+		v.addf("regions[*].etcd", fmt.Sprint(etcd), "etcd needs an odd number of members, at least 3 (a witness counts as one)")
+	}
+	if haproxy < 1 {
+		v.addf("regions[*].haproxy", fmt.Sprint(haproxy), "at least one HAProxy is needed to reach the leader")
+	}
+	if c.Witness != nil && etcd >= 3 && etcd%2 == 1 {
+		for i, r := range c.Regions {
+			if 2*r.Etcd >= etcd {
+				v.addf(fmt.Sprintf("regions[%d].etcd", i), fmt.Sprint(r.Etcd),
+					fmt.Sprintf("holds a majority of the %d etcd members: losing %s would lose quorum, which the witness exists to prevent", etcd, r.Name))
+			}
+		}
+	}
+
+	c.Instances.validate(v)
+	c.Postgres.validate(v)
+	c.Patroni.validate(v)
+	c.Etcd.validate(v)
+	if !databaseRE.MatchString(c.App.Database) || c.App.Database == "postgres" || strings.HasPrefix(c.App.Database, "template") {
+		v.addf("app.database", c.App.Database, "must be a lowercase identifier other than postgres and template*")
+	}
+	for i, s := range c.App.AllowedCIDRs {
+		if p, err := netip.ParsePrefix(s); err != nil || p.Masked() != p {
+			v.addf(fmt.Sprintf("app.allowedCidrs[%d]", i), s, "is not a CIDR without host bits")
+		}
+	}
+	if app == 0 && len(c.App.AllowedCIDRs) > 0 {
+		v.addf("app.allowedCidrs", fmt.Sprint(c.App.AllowedCIDRs), "is set but no region runs an app instance")
+	}
+	if c.HealthCheck.LagAlarmBytes <= 0 {
+		v.addf("healthCheck.lagAlarmBytes", fmt.Sprint(c.HealthCheck.LagAlarmBytes), "must be positive")
+	}
+	if c.HealthCheck.RestartBackoffMinutes < 1 || c.HealthCheck.RestartBackoffMinutes > 1440 {
+		v.addf("healthCheck.restartBackoffMinutes", fmt.Sprint(c.HealthCheck.RestartBackoffMinutes), "must be between 1 and 1440")
+	}
+	return v.err()
+}
+
+func (in Instances) validate(v *validator) {
+	if in.Architecture != "arm64" && in.Architecture != "x86_64" {
+		v.addf("instances.architecture", in.Architecture, `must be "arm64" or "x86_64"`)
+	}
+	for _, t := range []struct{ key, value string }{
+		{"postgres", in.Postgres}, {"etcd", in.Etcd}, {"haproxy", in.HAProxy}, {"app", in.App},
+	} {
+		m := instanceTypeRE.FindStringSubmatch(t.value)
+		if m == nil {
+			v.addf("instances."+t.key, t.value, "is not an EC2 instance type (like t4g.medium)")
+			continue
+		}
+		arm := strings.HasPrefix(m[2], "g")
+		if arm && in.Architecture == "x86_64" || !arm && in.Architecture == "arm64" {
+			v.addf("instances."+t.key, t.value, "does not run on instances.architecture "+in.Architecture)
+		}
+	}
+	if in.DataVolumeGiB < 1 || in.DataVolumeGiB > 16384 {
+		v.addf("instances.dataVolumeGiB", fmt.Sprint(in.DataVolumeGiB), "must be between 1 and 16384")
+	}
+	if in.RootVolumeGiB < 8 || in.RootVolumeGiB > 16384 {
+		v.addf("instances.rootVolumeGiB", fmt.Sprint(in.RootVolumeGiB), "must be between 8 and 16384")
+	}
+}
+
+func (p Postgres) validate(v *validator) {
+	for _, k := range sortedKeys(p.Parameters) {
+		val := p.Parameters[k]
+		field := "postgres.parameters." + k
+		switch {
+		case !parameterRE.MatchString(k):
+			v.addf(field, k, "is not a PostgreSQL setting name")
+		case slices.Contains(managedParameters, k):
+			v.addf(field, val, "is managed by pgha and cannot be set")
+		case strings.ContainsAny(val, "\n\r\x00") || val == "":
+			v.addf(field, val, "must be a non-empty single-line value")
+		}
+	}
+}
+
+func (p Patroni) validate(v *validator) {
+	if p.TTL < 20 {
+		v.addf("patroni.ttl", fmt.Sprint(p.TTL), "must be at least 20 (Patroni 4 raises lower values to 20)")
+	}
+	if p.LoopWait < 1 {
+		v.addf("patroni.loopWait", fmt.Sprint(p.LoopWait), "must be at least 1")
+	}
+	if p.RetryTimeout < 1 {
+		v.addf("patroni.retryTimeout", fmt.Sprint(p.RetryTimeout), "must be at least 1")
+	}
+	if p.LoopWait+2*p.RetryTimeout > p.TTL {
+		v.addf("patroni", fmt.Sprintf("loopWait %d + 2*retryTimeout %d = %d > ttl %d", p.LoopWait, p.RetryTimeout, p.LoopWait+2*p.RetryTimeout, p.TTL),
+			"breaks loop_wait + 2*retry_timeout <= ttl: a leader cut off from etcd could keep writing after its lock expired")
+	}
+	if p.SynchronousModeStrict && !p.SynchronousMode {
+		v.addf("patroni.synchronousModeStrict", "true", "needs patroni.synchronousMode true")
+	}
+	if p.MaximumLagOnFailover < 0 {
+		v.addf("patroni.maximumLagOnFailover", fmt.Sprint(p.MaximumLagOnFailover), "must not be negative")
+	}
+}
+
+func (e Etcd) validate(v *validator) {
+	if e.HeartbeatIntervalMs < 10 || e.HeartbeatIntervalMs > 5000 {
+		v.addf("etcd.heartbeatIntervalMs", fmt.Sprint(e.HeartbeatIntervalMs), "must be between 10 and 5000")
+	}
+	if e.ElectionTimeoutMs < 5*e.HeartbeatIntervalMs || e.ElectionTimeoutMs > 50000 {
+		v.addf("etcd.electionTimeoutMs", fmt.Sprint(e.ElectionTimeoutMs),
+			fmt.Sprintf("must be at least 5 times the heartbeat (%d) and at most 50000, as etcd requires", 5*e.HeartbeatIntervalMs))
+	}
+}
+
+type namedCIDR struct {
+	field string
+	p     netip.Prefix
+}
+
+var privateRanges = []netip.Prefix{
+	netip.MustParsePrefix("10.0.0.0/8"),
+	netip.MustParsePrefix("172.16.0.0/12"),
+	netip.MustParsePrefix("192.168.0.0/16"),
+}
+
+func isPrivate(p netip.Prefix) bool {
+	for _, r := range privateRanges {
+		if r.Bits() <= p.Bits() && r.Contains(p.Addr()) {
+			return true
+		}
+	}
+	return false
+}
+
+// ValidationError is one problem in the configuration.
+type ValidationError struct {
+	Field   string // path under `pgha`, e.g. "regions[1].cidr"
+	Value   string
+	Problem string
+}
+
+func (e *ValidationError) Error() string {
+	return fmt.Sprintf("%s.%s: %q %s", ContextKey, e.Field, e.Value, e.Problem)
+}
+
+type validator struct{ errs []error }
+
+func (v *validator) addf(field, value, problem string) {
+	v.errs = append(v.errs, &ValidationError{Field: field, Value: value, Problem: problem})
+}
+
+func (v *validator) err() error { return errors.Join(v.errs...) }
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
