@@ -1,0 +1,127 @@
+package cluster
+
+import (
+	"fmt"
+	"net/netip"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func TestDefaultPlan(t *testing.T) {
+	p, err := NewPlan(Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, n := range p.Nodes {
+		got = append(got, fmt.Sprintf("%s %s %s %s %s %d", n.Name, n.Role, n.Region, n.AZ, n.IP, n.Priority))
+	}
+	want := []string{
+		"pg1 postgres eu-west-3 eu-west-3a 10.11.3.10 2",
+		"pg2 postgres eu-west-3 eu-west-3b 10.11.4.10 2",
+		"pg3 postgres eu-west-1 eu-west-1a 10.12.3.10 1",
+		"etcd1 etcd eu-west-3 eu-west-3a 10.11.3.20 0",
+		"etcd2 etcd eu-west-3 eu-west-3b 10.11.4.20 0",
+		"etcd3 etcd eu-west-1 eu-west-1a 10.12.3.20 0",
+		"haproxy1 haproxy eu-west-3 eu-west-3a 10.11.3.30 0",
+		"haproxy2 haproxy eu-west-1 eu-west-1a 10.12.3.30 0",
+		"app1 app eu-west-3 eu-west-3a 10.11.0.40 0",
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("default plan:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	r := p.Primary()
+	if r.Name != "eu-west-3" || !r.Primary || r.Witness {
+		t.Errorf("primary region = %+v", r)
+	}
+	wantSubnets := []string{"10.11.0.0/24", "10.11.1.0/24", "10.11.2.0/24", "10.11.3.0/24", "10.11.4.0/24", "10.11.5.0/24"}
+	gotSubnets := fmt.Sprint(append(append([]netip.Prefix{}, r.PublicSubnets...), r.PrivateSubnets...))
+	if gotSubnets != fmt.Sprint(wantSubnets) {
+		t.Errorf("subnets = %s, want %v", gotSubnets, wantSubnets)
+	}
+}
+
+func TestPlanPlacesEveryNodeInsideItsSubnet(t *testing.T) {
+	c := Default()
+	c.Regions[0].Postgres = 7 // more than one per zone
+	c.Regions[0].Etcd = 1
+	c.Regions[1].Etcd = 1
+	c.Witness = &Witness{Name: "eu-central-1", CIDR: "172.16.0.0/20"}
+	p, err := NewPlan(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[netip.Addr]string{}
+	names := map[string]bool{}
+	for _, n := range p.Nodes {
+		if !n.Subnet.Contains(n.IP) {
+			t.Errorf("%s: IP %s outside its subnet %s", n.Name, n.IP, n.Subnet)
+		}
+		r, ok := p.Region(n.Region)
+		if !ok || !r.CIDR.Contains(n.IP) {
+			t.Errorf("%s: IP %s outside region %s", n.Name, n.IP, n.Region)
+		}
+		wantSubnets := r.PrivateSubnets
+		if n.Role == RoleApp {
+			wantSubnets = r.PublicSubnets
+		}
+		if wantSubnets[n.AZIndex] != n.Subnet || r.AZs[n.AZIndex] != n.AZ {
+			t.Errorf("%s: subnet %s / zone %s do not match zone index %d", n.Name, n.Subnet, n.AZ, n.AZIndex)
+		}
+		// AWS reserves the first four and the last address of a subnet.
+		if last := n.IP.As4()[3]; last < 4 || last == 255 {
+			t.Errorf("%s: %s is an address AWS reserves", n.Name, n.IP)
+		}
+		if prev, dup := seen[n.IP]; dup {
+			t.Errorf("%s and %s share %s", prev, n.Name, n.IP)
+		}
+		seen[n.IP] = n.Name
+		if names[n.Name] || len(n.Name) > 15 {
+			t.Errorf("name %q is duplicated or too long for a network interface", n.Name)
+		}
+		names[n.Name] = true
+	}
+	if got := len(p.ByRole(RolePostgres)); got != 8 {
+		t.Errorf("postgres nodes = %d, want 8", got)
+	}
+	w := p.InRegion("eu-central-1")
+	if len(w) != 1 || w[0].Role != RoleEtcd || w[0].IP.String() != "172.16.3.20" {
+		t.Errorf("witness nodes = %+v, want one etcd member at 172.16.3.20", w)
+	}
+	if r, _ := p.Region("eu-central-1"); !r.Witness {
+		t.Error("witness region not marked")
+	}
+}
+
+func TestPlanIsDeterministic(t *testing.T) {
+	a, _ := NewPlan(Default())
+	b, _ := NewPlan(Default())
+	if !reflect.DeepEqual(a.Nodes, b.Nodes) {
+		t.Error("two plans of the same config differ")
+	}
+}
+
+func TestHAProxyOrderPutsOwnRegionFirst(t *testing.T) {
+	p, _ := NewPlan(Default())
+	for region, want := range map[string]string{
+		"eu-west-3": "haproxy1 haproxy2",
+		"eu-west-1": "haproxy2 haproxy1",
+	} {
+		var names []string
+		for _, n := range p.HAProxyOrder(region) {
+			names = append(names, n.Name)
+		}
+		if got := strings.Join(names, " "); got != want {
+			t.Errorf("HAProxyOrder(%s) = %s, want %s", region, got, want)
+		}
+	}
+}
+
+func TestNewPlanRejectsInvalidConfig(t *testing.T) {
+	c := Default()
+	c.Regions[1].CIDR = c.Regions[0].CIDR
+	if _, err := NewPlan(c); err == nil || !strings.Contains(err.Error(), "overlaps") {
+		t.Errorf("NewPlan = %v, want an overlap error", err)
+	}
+}
