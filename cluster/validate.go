@@ -24,6 +24,8 @@ var managedParameters = []string{
 	"config_file", "unix_socket_directories", "synchronous_standby_names",
 	"primary_conninfo", "primary_slot_name", "restore_command",
 	"recovery_target_timeline", "cluster_name", "log_directory",
+	// Set per node by the renderer, where they override shared settings.
+	"logging_collector", "log_filename", "log_rotation_age", "log_truncate_on_rotation",
 }
 
 // Per role and region, the plan has room for this many nodes.

@@ -1,0 +1,83 @@
+package render
+
+import (
+	"bytes"
+	"fmt"
+	"strings"
+
+	"github.com/pgha/pgha/cluster"
+)
+
+// MaxUserData is EC2's limit on user data, before base64 encoding.
+const MaxUserData = 16384
+
+// heredocEnd ends every file's heredoc in the boot script. The delimiter is
+// quoted, so bash expands nothing inside: files arrive byte for byte, and a
+// CDK token in them is still there for CloudFormation to replace.
+const heredocEnd = "PGHA_EOF"
+
+// packages are the Debian 13 packages each role installs.
+var packages = map[cluster.Role][]string{
+	// python3-etcd: Patroni's etcd3 support imports it, and Debian's patroni
+	// only recommends it.
+	cluster.RolePostgres: {"postgresql-17", "patroni", "python3-etcd", "etcd-client", "awscli"},
+	cluster.RoleEtcd:     {"etcd-server", "etcd-client"},
+	cluster.RoleHAProxy:  {"haproxy"},
+	cluster.RoleApp:      {"docker.io", "awscli"},
+}
+
+var bootTmpl = parse("templates/boot.sh")
+
+// BootScript renders the bash script EC2 runs once, as root, as node n's
+// user data: it installs the packages, reads the node's passwords from
+// Secrets Manager (by name, in the node's region), mounts the data volume
+// on PostgreSQL nodes, writes Files and Dirs, and starts Services. Pass it
+// to the instance unchanged (awsec2.UserData_Custom); it stays under
+// MaxUserData for every node of the default and witness plans.
+func BootScript(p *cluster.Plan, n cluster.Node, opts BootOptions) (string, error) {
+	if n.Role == cluster.RoleApp && opts.AppImage == "" {
+		return "", fmt.Errorf("render boot script for %s: BootOptions.AppImage is empty", n.Name)
+	}
+	files, err := Files(p, n, opts)
+	if err != nil {
+		return "", err
+	}
+	for _, f := range files {
+		if !strings.HasSuffix(f.Content, "\n") || strings.Contains("\n"+f.Content, "\n"+heredocEnd+"\n") {
+			return "", fmt.Errorf("render boot script for %s: %s cannot go in a %s heredoc", n.Name, f.Path, heredocEnd)
+		}
+	}
+	svcs, err := Services(p, n, opts)
+	if err != nil {
+		return "", err
+	}
+	type secretLine struct{ Var, Name string }
+	var secrets []secretLine
+	for _, v := range SecretEnv(n.Role) {
+		secrets = append(secrets, secretLine{v.Name, p.Config.SecretName(v.Secret)})
+	}
+	var buf bytes.Buffer
+	err = bootTmpl.Execute(&buf, map[string]any{
+		"Header":          Header,
+		"Plan":            p,
+		"Node":            n,
+		"Packages":        strings.Join(packages[n.Role], " "),
+		"Postgres":        n.Role == cluster.RolePostgres,
+		"Etcd":            n.Role == cluster.RoleEtcd,
+		"App":             n.Role == cluster.RoleApp,
+		"Secrets":         secrets,
+		"EnvFile":         EnvFile,
+		"AppSecret":       p.Config.SecretName(cluster.SecretApp),
+		"AppPasswordFile": AppPasswordFile,
+		"AppUID":          AppUID,
+		"DataMount":       DataMount,
+		"Dirs":            Dirs(n),
+		"Files":           files,
+		"Services":        svcs,
+		"EOF":             heredocEnd,
+	})
+	if err != nil {
+		return "", fmt.Errorf("render boot script for %s: %w", n.Name, err)
+	}
+	return buf.String(), nil
+}

@@ -1,0 +1,90 @@
+package render
+
+import (
+	"bytes"
+	"fmt"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/pgha/pgha/cluster"
+)
+
+// etcdConfig is etcd 3.5's configuration file, in the order it is written.
+// Reference: https://etcd.io/docs/v3.5/op-guide/configuration/
+//
+// Traffic is plain HTTP: it stays inside the VPCs, and what crosses regions
+// goes over VPC peering, which AWS encrypts on its backbone. TLS between
+// members and for Patroni is future work.
+type etcdConfig struct {
+	Name                     string   `yaml:"name"`
+	DataDir                  string   `yaml:"data-dir"`
+	ListenPeerURLs           string   `yaml:"listen-peer-urls"`
+	ListenClientURLs         string   `yaml:"listen-client-urls"`
+	InitialAdvertisePeerURLs string   `yaml:"initial-advertise-peer-urls"`
+	AdvertiseClientURLs      string   `yaml:"advertise-client-urls"`
+	InitialCluster           string   `yaml:"initial-cluster"`
+	InitialClusterState      string   `yaml:"initial-cluster-state"`
+	InitialClusterToken      string   `yaml:"initial-cluster-token"`
+	HeartbeatInterval        int      `yaml:"heartbeat-interval"`
+	ElectionTimeout          int      `yaml:"election-timeout"`
+	AutoCompactionMode       string   `yaml:"auto-compaction-mode"`
+	AutoCompactionRetention  string   `yaml:"auto-compaction-retention"`
+	QuotaBackendBytes        int64    `yaml:"quota-backend-bytes"`
+	Logger                   string   `yaml:"logger"`
+	LogOutputs               []string `yaml:"log-outputs"`
+}
+
+// EtcdYAML renders etcd's configuration (EtcdConfig) for etcd node n.
+func EtcdYAML(p *cluster.Plan, n cluster.Node) ([]byte, error) {
+	if n.Role != cluster.RoleEtcd {
+		return nil, fmt.Errorf("render etcd config for %s: a %s node runs no etcd", n.Name, n.Role)
+	}
+	var members []string
+	for _, e := range p.ByRole(cluster.RoleEtcd) {
+		members = append(members, fmt.Sprintf("%s=http://%s:%d", e.Name, e.IP, cluster.PortEtcdPeer))
+	}
+	peer := fmt.Sprintf("http://%s:%d", n.IP, cluster.PortEtcdPeer)
+	client := fmt.Sprintf("http://%s:%d", n.IP, cluster.PortEtcdClient)
+	cfg := etcdConfig{
+		Name:                     n.Name,
+		DataDir:                  EtcdDataDir,
+		ListenPeerURLs:           peer,
+		ListenClientURLs:         client + fmt.Sprintf(",http://127.0.0.1:%d", cluster.PortEtcdClient),
+		InitialAdvertisePeerURLs: peer,
+		AdvertiseClientURLs:      client,
+		// Static bootstrap: every member knows the others from the plan.
+		// Replacing a member later needs `etcdctl member add` and state
+		// "existing" (not automated).
+		InitialCluster:      strings.Join(members, ","),
+		InitialClusterState: "new",
+		// The token keeps members of another cluster from joining this one.
+		InitialClusterToken: p.Config.Name,
+		// etcd's tuning guide: heartbeat about the round-trip time between
+		// members (cross-region here), election timeout about 10 times it.
+		// https://etcd.io/docs/v3.5/tuning/
+		HeartbeatInterval: p.Config.Etcd.HeartbeatIntervalMs,
+		ElectionTimeout:   p.Config.Etcd.ElectionTimeoutMs,
+		// Patroni rewrites its keys every loop_wait seconds: keep one hour
+		// of history and compact the rest, so the database stays small.
+		AutoCompactionMode:      "periodic",
+		AutoCompactionRetention: "1h",
+		// etcd's default (2 GiB) made explicit: Patroni needs a few MiB,
+		// and reaching the quota would make etcd read-only (an alarm).
+		QuotaBackendBytes: 2 << 30,
+		// To stderr, which systemd's journal (or the local cluster) keeps.
+		Logger:     "zap",
+		LogOutputs: []string{"stderr"},
+	}
+	var buf bytes.Buffer
+	buf.WriteString("# " + Header + "\n")
+	enc := yaml.NewEncoder(&buf)
+	enc.SetIndent(2)
+	if err := enc.Encode(cfg); err != nil {
+		return nil, fmt.Errorf("render etcd config for %s: %w", n.Name, err)
+	}
+	if err := enc.Close(); err != nil {
+		return nil, fmt.Errorf("render etcd config for %s: %w", n.Name, err)
+	}
+	return buf.Bytes(), nil
+}

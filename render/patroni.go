@@ -1,0 +1,264 @@
+package render
+
+import (
+	"bytes"
+	"fmt"
+	"net/netip"
+	"slices"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/pgha/pgha/cluster"
+)
+
+// patroniConfig is the part of Patroni's YAML configuration pgha sets, in
+// the order it is written. Reference:
+// https://patroni.readthedocs.io/en/latest/yaml_configuration.html
+type patroniConfig struct {
+	Scope      string            `yaml:"scope"`
+	Namespace  string            `yaml:"namespace"`
+	Name       string            `yaml:"name"`
+	RestAPI    patroniRestAPI    `yaml:"restapi"`
+	Etcd3      patroniEtcd3      `yaml:"etcd3"`
+	Bootstrap  patroniBootstrap  `yaml:"bootstrap"`
+	Postgresql patroniPostgresql `yaml:"postgresql"`
+	Watchdog   patroniWatchdog   `yaml:"watchdog"`
+	Tags       patroniTags       `yaml:"tags"`
+}
+
+type patroniRestAPI struct {
+	Listen         string `yaml:"listen"`
+	ConnectAddress string `yaml:"connect_address"`
+}
+
+type patroniEtcd3 struct {
+	Protocol string   `yaml:"protocol"`
+	Hosts    []string `yaml:"hosts"`
+}
+
+type patroniBootstrap struct {
+	DCS           patroniDCS `yaml:"dcs"`
+	Initdb        []any      `yaml:"initdb"`
+	PostBootstrap string     `yaml:"post_bootstrap"`
+}
+
+// patroniDCS is the dynamic configuration Patroni writes to etcd when it
+// initialises the cluster. After that etcd holds the truth: change it with
+// `patronictl edit-config`, not by editing this file.
+type patroniDCS struct {
+	TTL                   int           `yaml:"ttl"`
+	LoopWait              int           `yaml:"loop_wait"`
+	RetryTimeout          int           `yaml:"retry_timeout"`
+	MaximumLagOnFailover  int64         `yaml:"maximum_lag_on_failover"`
+	SynchronousMode       bool          `yaml:"synchronous_mode"`
+	SynchronousModeStrict bool          `yaml:"synchronous_mode_strict"`
+	FailsafeMode          bool          `yaml:"failsafe_mode"`
+	Postgresql            patroniDCSPog `yaml:"postgresql"`
+}
+
+type patroniDCSPog struct {
+	UsePgRewind bool              `yaml:"use_pg_rewind"`
+	UseSlots    bool              `yaml:"use_slots"`
+	Parameters  map[string]string `yaml:"parameters"`
+}
+
+type patroniPostgresql struct {
+	Listen         string                 `yaml:"listen"`
+	ConnectAddress string                 `yaml:"connect_address"`
+	DataDir        string                 `yaml:"data_dir"`
+	BinDir         string                 `yaml:"bin_dir"`
+	Pgpass         string                 `yaml:"pgpass"`
+	UseUnixSocket  bool                   `yaml:"use_unix_socket"`
+	Authentication map[string]patroniUser `yaml:"authentication"`
+	Parameters     map[string]string      `yaml:"parameters"`
+	Basebackup     map[string]string      `yaml:"basebackup"`
+	PgHba          []string               `yaml:"pg_hba"`
+}
+
+// patroniUser has no password field on purpose: Patroni reads
+// PATRONI_<USER>_PASSWORD from its environment (see SecretEnv).
+type patroniUser struct {
+	Username string `yaml:"username"`
+}
+
+type patroniWatchdog struct {
+	Mode         string `yaml:"mode"`
+	Device       string `yaml:"device"`
+	SafetyMargin int    `yaml:"safety_margin"`
+}
+
+type patroniTags struct {
+	FailoverPriority int `yaml:"failover_priority"`
+}
+
+// PatroniYAML renders Patroni's configuration (PatroniConfig) for
+// PostgreSQL node n.
+func PatroniYAML(p *cluster.Plan, n cluster.Node) ([]byte, error) {
+	if n.Role != cluster.RolePostgres {
+		return nil, fmt.Errorf("render patroni.yml for %s: a %s node runs no Patroni", n.Name, n.Role)
+	}
+	c := p.Config
+	pg := fmt.Sprintf("%s:%d", n.IP, cluster.PortPostgres)
+	var etcdHosts []string
+	for _, e := range p.ByRole(cluster.RoleEtcd) {
+		etcdHosts = append(etcdHosts, fmt.Sprintf("%s:%d", e.IP, cluster.PortEtcdClient))
+	}
+	cfg := patroniConfig{
+		Scope:     c.Name,
+		Namespace: PatroniNamespace,
+		Name:      n.Name,
+		RestAPI: patroniRestAPI{
+			Listen:         fmt.Sprintf("%s:%d", n.IP, cluster.PortPatroni),
+			ConnectAddress: fmt.Sprintf("%s:%d", n.IP, cluster.PortPatroni),
+		},
+		// Plain HTTP inside the VPCs, like etcd itself (see EtcdYAML).
+		Etcd3: patroniEtcd3{Protocol: "http", Hosts: etcdHosts},
+		Bootstrap: patroniBootstrap{
+			DCS: patroniDCS{
+				// Validated by cluster: loop_wait + 2*retry_timeout <= ttl,
+				// so a leader cut off from etcd demotes itself (after
+				// retry_timeout) before its leader key expires (ttl).
+				TTL:                   c.Patroni.TTL,
+				LoopWait:              c.Patroni.LoopWait,
+				RetryTimeout:          c.Patroni.RetryTimeout,
+				MaximumLagOnFailover:  c.Patroni.MaximumLagOnFailover,
+				SynchronousMode:       c.Patroni.SynchronousMode,
+				SynchronousModeStrict: c.Patroni.SynchronousModeStrict,
+				FailsafeMode:          c.Patroni.FailsafeMode,
+				Postgresql: patroniDCSPog{
+					// pg_rewind turns a failed old leader back into a replica
+					// instead of a full re-clone (needs wal_log_hints or
+					// data checksums; we have both).
+					UsePgRewind: true,
+					// Slots keep WAL on the leader until every replica has it.
+					UseSlots: true,
+					// Settings such as max_connections or wal_level must be
+					// the same on every member, so they live in the DCS.
+					Parameters: c.Postgres.Parameters,
+				},
+			},
+			// Checksums catch storage corruption; Patroni passes these to
+			// initdb as --encoding=UTF8 --locale=C.UTF-8 --data-checksums.
+			// C.UTF-8 is built into glibc, so EC2 and a minbase root agree.
+			Initdb:        []any{map[string]string{"encoding": "UTF8"}, map[string]string{"locale": "C.UTF-8"}, "data-checksums"},
+			PostBootstrap: PostBootstrapScript,
+		},
+		Postgresql: patroniPostgresql{
+			// 127.0.0.1 too, so that psql -h 127.0.0.1 works on the node.
+			Listen:         fmt.Sprintf("%s,127.0.0.1:%d", n.IP, cluster.PortPostgres),
+			ConnectAddress: pg,
+			DataDir:        DataDir,
+			BinDir:         BinDir,
+			Pgpass:         PgpassFile,
+			// Patroni's own connections go through the socket, where the
+			// superuser is authenticated by peer (no password needed);
+			// otherwise it would pick "localhost", which may be ::1.
+			UseUnixSocket: true,
+			Authentication: map[string]patroniUser{
+				"superuser":   {Username: cluster.SuperUser},
+				"replication": {Username: cluster.ReplicationUser},
+				// No rewind user: Patroni uses the superuser for pg_rewind.
+			},
+			Parameters: map[string]string{
+				"unix_socket_directories": SocketDir,
+				"logging_collector":       "on",
+				"log_directory":           LogDir,
+				// One file per weekday, overwritten a week later.
+				"log_filename":             "postgresql-%a.log",
+				"log_truncate_on_rotation": "on",
+				"log_rotation_age":         "1d",
+			},
+			// A fast checkpoint lets the leader start the base backup at
+			// once: a replica's clone took 1.3 s instead of 6.5 s in the
+			// probe (shared/notes/probe-patroni.md).
+			Basebackup: map[string]string{"checkpoint": "fast"},
+			PgHba:      pgHba(p),
+		},
+		// Patroni resets the watchdog every loop; if Patroni hangs while
+		// leader, the kernel reboots the node before ttl expires (timeout =
+		// ttl - safety_margin), so two primaries cannot coexist. Automatic:
+		// run without it where /dev/watchdog is missing (the local cluster).
+		// https://patroni.readthedocs.io/en/latest/watchdog.html
+		Watchdog: patroniWatchdog{Mode: "automatic", Device: "/dev/watchdog", SafetyMargin: 5},
+		// failover_priority (Patroni >= 3.2): among equally up-to-date
+		// replicas, prefer those of the primary region; 0 would mean never
+		// leader. It replaces nofailover: Patroni 4's --validate-config
+		// rejects the two together.
+		Tags: patroniTags{FailoverPriority: n.Priority},
+	}
+	var buf bytes.Buffer
+	buf.WriteString("# " + Header + "\n")
+	enc := yaml.NewEncoder(&buf)
+	enc.SetIndent(2)
+	if err := enc.Encode(cfg); err != nil {
+		return nil, fmt.Errorf("render patroni.yml for %s: %w", n.Name, err)
+	}
+	if err := enc.Close(); err != nil {
+		return nil, fmt.Errorf("render patroni.yml for %s: %w", n.Name, err)
+	}
+	return buf.Bytes(), nil
+}
+
+// pgHba returns pg_hba.conf's lines. The first matching line decides, so the
+// order matters. Every network login uses scram-sha-256, and only addresses
+// of the cluster's own VPCs and the node itself can log in at all.
+// https://www.postgresql.org/docs/17/auth-pg-hba-conf.html
+func pgHba(p *cluster.Plan) []string {
+	const line = "%-5s %-11s %-11s %-18s %s"
+	su, repl := cluster.SuperUser, cluster.ReplicationUser
+	out := []string{
+		// Operators: sudo -u postgres psql. Patroni itself connects here too.
+		fmt.Sprintf(line, "local", "all", su, "", "peer"),
+		fmt.Sprintf(line, "host", "all", su, "127.0.0.1/32", "scram-sha-256"),
+		fmt.Sprintf(line, "host", "replication", repl, "127.0.0.1/32", "scram-sha-256"),
+	}
+	// The superuser (pg_rewind) and the replication user (streaming,
+	// pg_basebackup) only from the other PostgreSQL nodes.
+	for _, n := range p.ByRole(cluster.RolePostgres) {
+		host := netip.PrefixFrom(n.IP, 32).String()
+		out = append(out,
+			fmt.Sprintf(line, "host", "all", su, host, "scram-sha-256"),
+			fmt.Sprintf(line, "host", "replication", repl, host, "scram-sha-256"))
+	}
+	out = append(out,
+		fmt.Sprintf(line, "host", "all", su, "all", "reject"),
+		fmt.Sprintf(line, "host", "all", "all", "127.0.0.1/32", "scram-sha-256"))
+	// Everyone else (app, health checker) from the cluster's VPCs.
+	cidrs := p.CIDRs()
+	slices.SortFunc(cidrs, func(a, b netip.Prefix) int { return a.Addr().Compare(b.Addr()) })
+	for _, c := range cidrs {
+		out = append(out, fmt.Sprintf(line, "host", "all", "all", c.String(), "scram-sha-256"))
+	}
+	for i, l := range out {
+		out[i] = trimRight(l)
+	}
+	return out
+}
+
+func trimRight(s string) string {
+	for len(s) > 0 && s[len(s)-1] == ' ' {
+		s = s[:len(s)-1]
+	}
+	return s
+}
+
+var postBootstrapTmpl = parse("templates/post-bootstrap.sh")
+
+// PostBootstrap renders PostBootstrapScript, which Patroni runs once, on the
+// node that initialises the cluster, with a superuser connection URL as $1.
+// Patroni 4 removed bootstrap.users, so the app and health roles are
+// created here.
+func PostBootstrap(p *cluster.Plan) (string, error) {
+	var buf bytes.Buffer
+	err := postBootstrapTmpl.Execute(&buf, map[string]any{
+		"Header":     Header,
+		"Psql":       BinDir + "/psql",
+		"AppUser":    cluster.AppUser,
+		"HealthUser": cluster.HealthUser,
+		"Database":   p.Config.App.Database,
+	})
+	if err != nil {
+		return "", fmt.Errorf("render post-bootstrap: %w", err)
+	}
+	return buf.String(), nil
+}

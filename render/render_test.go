@@ -1,0 +1,459 @@
+package render
+
+import (
+	"flag"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/pgha/pgha/cluster"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/*.golden from the renderers' output")
+
+// testImage is as long as a real CDK asset image URI, so that the user data
+// size test measures what EC2 gets after CloudFormation resolves the token.
+const testImage = "123456789012.dkr.ecr.eu-west-3.amazonaws.com/cdk-hnb659fds-container-assets-123456789012-eu-west-3:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+
+// plans are the plans every test renders.
+func plans(t *testing.T) map[string]*cluster.Plan {
+	t.Helper()
+	witness := cluster.Default()
+	witness.Regions = []cluster.Region{
+		{Name: "eu-west-3", CIDR: "10.11.0.0/16", Postgres: 2, Etcd: 2, HAProxy: 2, App: 1},
+		{Name: "eu-west-1", CIDR: "10.12.0.0/16", Postgres: 2, Etcd: 2, HAProxy: 2, App: 1},
+	}
+	witness.Witness = &cluster.Witness{Name: "eu-central-1", CIDR: "10.13.0.0/16"}
+	// Timing other than the default, so that a renderer copying defaults
+	// instead of the config fails the timing test.
+	witness.Patroni.TTL, witness.Patroni.LoopWait, witness.Patroni.RetryTimeout = 30, 5, 10
+	witness.Patroni.SynchronousModeStrict = true
+	witness.Patroni.FailsafeMode = false
+	witness.Etcd.HeartbeatIntervalMs, witness.Etcd.ElectionTimeoutMs = 100, 1000
+	out := map[string]*cluster.Plan{}
+	for name, c := range map[string]cluster.Config{"default": cluster.Default(), "witness": witness} {
+		p, err := cluster.NewPlan(c)
+		if err != nil {
+			t.Fatalf("plan %s: %v", name, err)
+		}
+		out[name] = p
+	}
+	return out
+}
+
+// each calls f for every node of every plan.
+func each(t *testing.T, f func(t *testing.T, p *cluster.Plan, n cluster.Node)) {
+	for name, p := range plans(t) {
+		for _, n := range p.Nodes {
+			t.Run(name+"/"+n.Name, func(t *testing.T) { f(t, p, n) })
+		}
+	}
+}
+
+func golden(t *testing.T, name, got string) {
+	t.Helper()
+	path := filepath.Join("testdata", name+".golden")
+	if *update {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test ./render -update to create it)", err)
+	}
+	if got != string(want) {
+		t.Errorf("%s differs from the renderer's output; if the change is intended, run go test ./render -update and review the diff", path)
+	}
+}
+
+// TestGolden pins every node's boot script (which holds all its files) and
+// a manifest of each plan: files, directories, services, app environment.
+func TestGolden(t *testing.T) {
+	for name, p := range plans(t) {
+		var manifest strings.Builder
+		for _, n := range p.Nodes {
+			s, err := BootScript(p, n, BootOptions{AppImage: testImage})
+			if err != nil {
+				t.Fatal(err)
+			}
+			golden(t, name+"-"+n.Name+".boot.sh", s)
+			files, err := Files(p, n, BootOptions{AppImage: testImage})
+			if err != nil {
+				t.Fatal(err)
+			}
+			svcs, err := Services(p, n, BootOptions{AppImage: testImage})
+			if err != nil {
+				t.Fatal(err)
+			}
+			fmt.Fprintf(&manifest, "%s (%s, %s, %s)\n", n.Name, n.Role, n.Region, n.IP)
+			for _, d := range Dirs(n) {
+				fmt.Fprintf(&manifest, "  dir  %04o %-8s %s\n", d.Mode, d.Owner, d.Path)
+			}
+			for _, f := range files {
+				fmt.Fprintf(&manifest, "  file %04o %-8s %s\n", f.Mode, f.Owner, f.Path)
+			}
+			for _, s := range svcs {
+				fmt.Fprintf(&manifest, "  service %s user=%s env=%q packaged=%v\n    %q\n", s.Unit, s.User, s.EnvFile, s.Packaged, s.Command)
+			}
+			for _, v := range SecretEnv(n.Role) {
+				fmt.Fprintf(&manifest, "  secret env %s from %s\n", v.Name, p.Config.SecretName(v.Secret))
+			}
+			if n.Role == cluster.RoleApp {
+				env := AppEnv(p, n)
+				for _, k := range sortedKeys(env) {
+					fmt.Fprintf(&manifest, "  app env %s=%s\n", k, env[k])
+				}
+			}
+		}
+		golden(t, name+".manifest", manifest.String())
+	}
+}
+
+func TestBootScriptFitsUserData(t *testing.T) {
+	each(t, func(t *testing.T, p *cluster.Plan, n cluster.Node) {
+		s, err := BootScript(p, n, BootOptions{AppImage: testImage})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(s) >= MaxUserData {
+			t.Errorf("boot script is %d bytes, EC2 user data must be under %d", len(s), MaxUserData)
+		}
+	})
+}
+
+// A CDK token must reach user data untouched, for CloudFormation to replace.
+func TestBootScriptKeepsImageToken(t *testing.T) {
+	p := plans(t)["default"]
+	n := p.ByRole(cluster.RoleApp)[0]
+	const token = "${Token[TOKEN.1234]}"
+	s, err := BootScript(p, n, BootOptions{AppImage: token})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(s, " "+token+"\n") || !strings.Contains(s, "ExecStartPre=-/usr/bin/docker pull --quiet "+token+"\n") {
+		t.Errorf("boot script does not pass %s through untouched", token)
+	}
+	if _, err := BootScript(p, n, BootOptions{}); err == nil {
+		t.Error("BootScript accepted an app node without an image")
+	}
+}
+
+var (
+	// A *password key with a value: "password: x" (YAML), "PASSWORD=x"
+	// (environment, ini).
+	passwordValue = regexp.MustCompile(`(?im)(?:^|[\s{,"'])([a-z_]*password)["']?(?:[ \t]*=|:[ \t])[ \t]*(\S+)`)
+	// A password literal in SQL; psql's :'variable' is a reference.
+	sqlPassword = regexp.MustCompile(`(?i)\bPASSWORD\s+(E?'|\$)`)
+)
+
+// No password can be in a rendered file: renderers never get one, and no
+// file has a password setting with a value (daemons read them from the
+// environment).
+func TestNoPasswordInFiles(t *testing.T) {
+	each(t, func(t *testing.T, p *cluster.Plan, n cluster.Node) {
+		s, err := BootScript(p, n, BootOptions{AppImage: testImage})
+		if err != nil {
+			t.Fatal(err)
+		}
+		files, err := Files(p, n, BootOptions{AppImage: testImage})
+		if err != nil {
+			t.Fatal(err)
+		}
+		texts := map[string]string{"boot script": s}
+		for _, f := range files {
+			texts[f.Path] = f.Content
+		}
+		for name, text := range texts {
+			for _, m := range passwordValue.FindAllString(text, -1) {
+				t.Errorf("%s sets a password: %q", name, m)
+			}
+			for _, m := range sqlPassword.FindAllString(text, -1) {
+				t.Errorf("%s has a password literal: %q", name, m)
+			}
+		}
+		if n.Role == cluster.RolePostgres {
+			var tree any
+			if err := yaml.Unmarshal([]byte(files[slices.IndexFunc(files, func(f File) bool { return f.Path == PatroniConfig })].Content), &tree); err != nil {
+				t.Fatal(err)
+			}
+			if path, ok := findKey(tree, "password", ""); ok {
+				t.Errorf("patroni.yml has a password key at %s", path)
+			}
+		}
+	})
+}
+
+func findKey(v any, key, path string) (string, bool) {
+	switch v := v.(type) {
+	case map[string]any:
+		for k, child := range v {
+			if k == key {
+				return path + "." + k, true
+			}
+			if p, ok := findKey(child, key, path+"."+k); ok {
+				return p, true
+			}
+		}
+	case []any:
+		for i, child := range v {
+			if p, ok := findKey(child, key, fmt.Sprintf("%s[%d]", path, i)); ok {
+				return p, true
+			}
+		}
+	}
+	return "", false
+}
+
+// Every password variable the post-bootstrap script needs is one the boot
+// script writes to EnvFile.
+func TestPostBootstrapReadsSecretEnv(t *testing.T) {
+	s, err := PostBootstrap(plans(t)["default"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, v := range SecretEnv(cluster.RolePostgres) {
+		names = append(names, v.Name)
+	}
+	for _, m := range regexp.MustCompile(`PGHA_[A-Z_]+`).FindAllString(s, -1) {
+		if !slices.Contains(names, m) {
+			t.Errorf("post-bootstrap reads %s, which SecretEnv does not provide", m)
+		}
+	}
+}
+
+func TestPatroniYAML(t *testing.T) {
+	each(t, func(t *testing.T, p *cluster.Plan, n cluster.Node) {
+		if n.Role != cluster.RolePostgres {
+			if _, err := PatroniYAML(p, n); err == nil {
+				t.Errorf("PatroniYAML accepted a %s node", n.Role)
+			}
+			return
+		}
+		y, err := PatroniYAML(p, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got patroniConfig
+		if err := yaml.Unmarshal(y, &got); err != nil {
+			t.Fatal(err)
+		}
+		c, dcs := p.Config.Patroni, got.Bootstrap.DCS
+		if dcs.TTL != c.TTL || dcs.LoopWait != c.LoopWait || dcs.RetryTimeout != c.RetryTimeout ||
+			dcs.SynchronousMode != c.SynchronousMode || dcs.SynchronousModeStrict != c.SynchronousModeStrict ||
+			dcs.FailsafeMode != c.FailsafeMode || dcs.MaximumLagOnFailover != c.MaximumLagOnFailover {
+			t.Errorf("dcs = %+v, want the config's %+v", dcs, c)
+		}
+		if dcs.LoopWait+2*dcs.RetryTimeout > dcs.TTL {
+			t.Errorf("loop_wait + 2*retry_timeout > ttl: %+v", dcs)
+		}
+		if got.Scope != p.Config.Name || got.Name != n.Name || got.Tags.FailoverPriority != n.Priority || n.Priority < 1 {
+			t.Errorf("scope %q name %q priority %d, want %q %q %d (> 0)", got.Scope, got.Name, got.Tags.FailoverPriority, p.Config.Name, n.Name, n.Priority)
+		}
+		for k, v := range p.Config.Postgres.Parameters {
+			if dcs.Postgresql.Parameters[k] != v {
+				t.Errorf("parameter %s = %q, want %q", k, dcs.Postgresql.Parameters[k], v)
+			}
+		}
+		var etcd []string
+		for _, e := range p.ByRole(cluster.RoleEtcd) {
+			etcd = append(etcd, e.IP.String()+":2379")
+		}
+		if !slices.Equal(got.Etcd3.Hosts, etcd) {
+			t.Errorf("etcd3 hosts %v, want %v", got.Etcd3.Hosts, etcd)
+		}
+		if strings.HasPrefix(got.Postgresql.Pgpass, got.Postgresql.DataDir) || !strings.HasPrefix(LogDir, "/") ||
+			strings.HasPrefix(got.Postgresql.Parameters["log_directory"], got.Postgresql.DataDir) {
+			t.Error("pgpass or log_directory is inside data_dir")
+		}
+		checkHba(t, p, got.Postgresql.PgHba)
+	})
+}
+
+// checkHba: only scram-sha-256 over the network, only from the cluster's
+// CIDRs, PostgreSQL nodes and 127.0.0.1, and replication only for the
+// replication user from PostgreSQL nodes (or the node itself).
+func checkHba(t *testing.T, p *cluster.Plan, lines []string) {
+	t.Helper()
+	allowed := map[string]bool{"127.0.0.1/32": true}
+	pgHosts := map[string]bool{"127.0.0.1/32": true}
+	for _, c := range p.CIDRs() {
+		allowed[c.String()] = true
+	}
+	for _, n := range p.ByRole(cluster.RolePostgres) {
+		allowed[n.IP.String()+"/32"] = true
+		pgHosts[n.IP.String()+"/32"] = true
+	}
+	for _, l := range lines {
+		f := strings.Fields(l)
+		switch {
+		case f[0] == "local":
+			if l != "local all         postgres                       peer" {
+				t.Errorf("pg_hba: unexpected local line %q", l)
+			}
+		case len(f) != 5 || f[0] != "host":
+			t.Errorf("pg_hba: unexpected line %q", l)
+		case f[4] == "reject":
+		case f[4] != "scram-sha-256":
+			t.Errorf("pg_hba: %q does not use scram-sha-256", l)
+		case !allowed[f[3]]:
+			t.Errorf("pg_hba: %q admits addresses outside the cluster", l)
+		case f[1] == "replication" && (f[2] != cluster.ReplicationUser || !pgHosts[f[3]]):
+			t.Errorf("pg_hba: %q admits replication beyond %s from PostgreSQL nodes", l, cluster.ReplicationUser)
+		}
+		if strings.Contains(l, "0.0.0.0") || strings.Contains(l, "::") {
+			t.Errorf("pg_hba: %q is open to the world", l)
+		}
+	}
+}
+
+func TestEtcdYAML(t *testing.T) {
+	each(t, func(t *testing.T, p *cluster.Plan, n cluster.Node) {
+		if n.Role != cluster.RoleEtcd {
+			return
+		}
+		y, err := EtcdYAML(p, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got etcdConfig
+		if err := yaml.Unmarshal(y, &got); err != nil {
+			t.Fatal(err)
+		}
+		members := strings.Split(got.InitialCluster, ",")
+		for _, e := range p.ByRole(cluster.RoleEtcd) {
+			if !slices.Contains(members, e.Name+"=http://"+e.IP.String()+":2380") {
+				t.Errorf("initial-cluster %q lacks %s", got.InitialCluster, e.Name)
+			}
+		}
+		if len(members) != len(p.ByRole(cluster.RoleEtcd)) {
+			t.Errorf("initial-cluster has %d members, the plan %d", len(members), len(p.ByRole(cluster.RoleEtcd)))
+		}
+		if got.Name != n.Name || got.HeartbeatInterval != p.Config.Etcd.HeartbeatIntervalMs || got.ElectionTimeout != p.Config.Etcd.ElectionTimeoutMs {
+			t.Errorf("name %q heartbeat %d election %d, want %q and the config's %+v", got.Name, got.HeartbeatInterval, got.ElectionTimeout, n.Name, p.Config.Etcd)
+		}
+		if got.InitialClusterToken != p.Config.Name || !strings.Contains(got.ListenClientURLs, n.IP.String()) {
+			t.Errorf("token %q client URLs %q", got.InitialClusterToken, got.ListenClientURLs)
+		}
+	})
+}
+
+func TestHAProxyHasEveryPostgresNode(t *testing.T) {
+	for name, p := range plans(t) {
+		cfg, err := HAProxyCfg(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range p.ByRole(cluster.RolePostgres) {
+			line := fmt.Sprintf("    server %s %s:5432 check port 8008\n", n.Name, n.IP)
+			if c := strings.Count(cfg, line); c != 2 {
+				t.Errorf("%s: %q appears %d times, want 2 (primary and replicas)", name, line, c)
+			}
+		}
+		for _, want := range []string{"bind :5000\n", "bind :5001\n", "bind :7000\n", "uri /primary\n", "uri /replica\n"} {
+			if !strings.Contains(cfg, want) {
+				t.Errorf("%s: haproxy.cfg lacks %q", name, want)
+			}
+		}
+		if regexp.MustCompile(`(?m)^\s*(daemon|stats admin)`).MatchString(cfg) {
+			t.Errorf("%s: haproxy.cfg daemonizes or allows stats admin", name)
+		}
+	}
+}
+
+// Units are rendered from Services: ExecStart is the command the local
+// cluster runs.
+func TestUnitsMatchServices(t *testing.T) {
+	each(t, func(t *testing.T, p *cluster.Plan, n cluster.Node) {
+		svcs, err := Services(p, n, BootOptions{AppImage: testImage})
+		if err != nil {
+			t.Fatal(err)
+		}
+		files, err := Files(p, n, BootOptions{AppImage: testImage})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range svcs {
+			if !filepath.IsAbs(s.Command[0]) {
+				t.Errorf("%s: command %q is not an absolute path", s.Unit, s.Command[0])
+			}
+			i := slices.IndexFunc(files, func(f File) bool { return f.Path == UnitDir+"/"+s.Unit })
+			if s.Packaged != (i < 0) {
+				t.Errorf("%s: packaged %v, unit file present %v", s.Unit, s.Packaged, i >= 0)
+				continue
+			}
+			if s.Packaged {
+				continue
+			}
+			u := files[i].Content
+			for _, want := range []string{"ExecStart=" + strings.Join(s.Command, " ") + "\n", "User=" + s.User + "\n"} {
+				if !strings.Contains(u, want) {
+					t.Errorf("%s lacks %q", s.Unit, want)
+				}
+			}
+			if s.EnvFile != "" && !strings.Contains(u, "EnvironmentFile="+s.EnvFile+"\n") {
+				t.Errorf("%s lacks its EnvironmentFile", s.Unit)
+			}
+		}
+	})
+}
+
+func TestAppEnv(t *testing.T) {
+	p := plans(t)["witness"]
+	for _, n := range p.ByRole(cluster.RoleApp) {
+		u := AppEnv(p, n)["DATABASE_URL"]
+		hosts := strings.Split(strings.TrimPrefix(strings.SplitN(u, "/", 4)[2], cluster.AppUser+"@"), ",")
+		if len(hosts) != len(p.ByRole(cluster.RoleHAProxy)) {
+			t.Fatalf("%s: DATABASE_URL %s does not list every HAProxy", n.Name, u)
+		}
+		first, err := netip.ParseAddrPort(hosts[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r, _ := p.Region(n.Region); !r.CIDR.Contains(first.Addr()) {
+			t.Errorf("%s in %s: DATABASE_URL %s does not start with its own region's HAProxy", n.Name, n.Region, u)
+		}
+		if !strings.HasSuffix(u, "/"+p.Config.App.Database+"?target_session_attrs=read-write&connect_timeout=2") {
+			t.Errorf("DATABASE_URL %s", u)
+		}
+	}
+}
+
+func TestExecLine(t *testing.T) {
+	for _, tc := range []struct {
+		in   []string
+		want string
+	}{
+		{[]string{"/bin/a", "b"}, "/bin/a b"},
+		{[]string{"/bin/a", "50%", "x y", `q"`}, `/bin/a 50%% "x y" "q\""`},
+		{[]string{"/bin/a", ""}, `/bin/a ""`},
+	} {
+		if got := execLine(tc.in); got != tc.want {
+			t.Errorf("execLine(%q) = %s, want %s", tc.in, got, tc.want)
+		}
+	}
+}
+
+// The password patterns catch what they must and pass what pgha writes.
+func TestPasswordPatterns(t *testing.T) {
+	for _, bad := range []string{"    password: s3cret", "PATRONI_SUPERUSER_PASSWORD=abc", `{"password": "x"}`, "ALTER ROLE app PASSWORD 'x';"} {
+		if !passwordValue.MatchString(bad) && !sqlPassword.MatchString(bad) {
+			t.Errorf("%q is not caught", bad)
+		}
+	}
+	for _, ok := range []string{"ALTER ROLE app WITH LOGIN PASSWORD :'app_password';", `printf '%s=%s\n' PATRONI_SUPERUSER_PASSWORD "$value"`,
+		"-v /etc/pgha/app-db-password:/run/secrets/db-password:ro", `: "${PGHA_APP_PASSWORD:?}"`} {
+		if passwordValue.MatchString(ok) || sqlPassword.MatchString(ok) {
+			t.Errorf("%q is flagged", ok)
+		}
+	}
+}
