@@ -45,13 +45,23 @@ systemctl disable --now etcd.service
 {{- range .Dirs}}
 install -d -m {{printf "%04o" .Mode}} -o {{.Owner}} -g {{.Owner}} {{.Path}}
 {{- end}}
-{{- if .Secrets}}
+{{- if or .Secrets .App}}
 
 # Passwords, from Secrets Manager by name. A password must be a plain
-# string that an environment file holds as is.
+# string that an environment file holds as is. The primary region's stack
+# creates the secrets and deploys last, so another region's replica may
+# not exist yet: wait for it (up to an hour).
 secret() {
-	local value
-	value=$(aws secretsmanager get-secret-value --region {{.Node.Region}} --secret-id "$1" --query SecretString --output text)
+	local value tries=0
+	until value=$(aws secretsmanager get-secret-value --region {{.Node.Region}} --secret-id "$1" --query SecretString --output text 2>/dev/null); do
+		tries=$((tries + 1))
+		if ((tries >= 120)); then
+			log "secret $1 is still not readable in {{.Node.Region}} after an hour" >&2
+			return 1
+		fi
+		((tries % 12 == 1)) && log "waiting for secret $1 in {{.Node.Region}}"
+		sleep 30
+	done
 	case $value in
 	'' | *[!A-Za-z0-9._~+/=@:,-]*)
 		log "secret $1 is empty or has characters other than letters, digits and ._~+/=@:,-" >&2
@@ -60,6 +70,8 @@ secret() {
 	esac
 	printf '%s' "$value"
 }
+{{- end}}
+{{- if .Secrets}}
 umask 077
 {
 {{- range .Secrets}}
@@ -75,7 +87,7 @@ umask 022
 
 # The app container runs as uid {{.AppUID}}; only it may read its password.
 umask 077
-value=$(aws secretsmanager get-secret-value --region {{.Node.Region}} --secret-id {{.AppSecret}} --query SecretString --output text)
+value=$(secret {{.AppSecret}})
 printf '%s' "$value" >{{.AppPasswordFile}}
 unset value
 umask 022
