@@ -1,0 +1,113 @@
+// Package app holds a region's app instances: the hello API container,
+// built from app/Dockerfile, run by systemd on port 5000.
+package app
+
+import (
+	"github.com/aws/aws-cdk-go/awscdk/v2"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsec2"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsecrassets"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsiam"
+	"github.com/aws/constructs-go/constructs/v10"
+	"github.com/aws/jsii-runtime-go"
+
+	"github.com/pgha/pgha/cluster"
+	"github.com/pgha/pgha/constructs/nag"
+	"github.com/pgha/pgha/constructs/network"
+	"github.com/pgha/pgha/constructs/node"
+	"github.com/pgha/pgha/constructs/secrets"
+	"github.com/pgha/pgha/render"
+)
+
+// Dockerfile is the app's Dockerfile, relative to the build context.
+const Dockerfile = "app/Dockerfile"
+
+// BuildContext lists what the image build may see of the build context:
+// everything else (cdk.out, .git, the local cluster's data, node_modules,
+// the CDK CLI) is neither copied into cdk.out nor hashed.
+var BuildContext = []string{"go.mod", "go.sum", "app", "internal"}
+
+// AppProps configures App.
+type AppProps struct {
+	// Plan is the cluster's plan. Required.
+	Plan *cluster.Plan
+	// Region is the region whose app instances to create. Required.
+	Region string
+	// Network is the region's network. Required.
+	Network *network.Network
+	// SecurityGroup is the app instances' security group. Required.
+	SecurityGroup awsec2.ISecurityGroup
+	// Secrets are the cluster's passwords; the instances read the app's.
+	// Required.
+	Secrets *secrets.Secrets
+	// SourceDir is the Docker build context: the repository root.
+	// Default: the current directory.
+	SourceDir string
+}
+
+// App is the app instances of one region, in public subnets, with a public
+// IP for egress (public subnets have no NAT). The image is a Docker image
+// asset, built and pushed to the CDK's ECR repository by `cdk deploy`;
+// synth only stages the build context. The instances may pull from that
+// repository only.
+type App struct {
+	constructs.Construct
+	// Image is the app's image asset (construct ID "Image").
+	Image awsecrassets.DockerImageAsset
+	// Role is the instances' role.
+	Role awsiam.Role
+	// Nodes are the instances, in plan order (construct IDs "app1", ...).
+	Nodes []*node.Node
+}
+
+// NewApp creates the region's app instances and the image asset they run.
+func NewApp(scope constructs.Construct, id string, props *AppProps) *App {
+	this := constructs.NewConstruct(scope, &id)
+	dir := props.SourceDir
+	if dir == "" {
+		dir = "."
+	}
+	cfg := props.Plan.Config
+	platform := awsecrassets.Platform_LINUX_ARM64()
+	if cfg.Instances.Architecture == "x86_64" {
+		platform = awsecrassets.Platform_LINUX_AMD64()
+	}
+	exclude := []string{"*"}
+	for _, keep := range BuildContext {
+		exclude = append(exclude, "!"+keep)
+	}
+	image := awsecrassets.NewDockerImageAsset(this, jsii.String("Image"), &awsecrassets.DockerImageAssetProps{
+		Directory:  jsii.String(dir),
+		File:       jsii.String(Dockerfile),
+		Platform:   platform,
+		IgnoreMode: awscdk.IgnoreMode_DOCKER,
+		Exclude:    jsii.Strings(exclude...),
+	})
+	a := &App{Construct: this, Image: image, Role: node.NewRole(this, "Role", cluster.RoleApp)}
+	image.Repository().GrantPull(a.Role)
+	nag.Suppress(a.Role, "AwsSolutions-IAM5",
+		"ecr:GetAuthorizationToken has no resource-level permissions and must be granted on *; "+
+			"the pull actions themselves are limited to the CDK's asset repository.",
+		"Resource::*")
+	props.Secrets.GrantRead(a.Role, cluster.SecretsFor(cluster.RoleApp)...)
+	for _, n := range props.Plan.InRegion(props.Region) {
+		if n.Role != cluster.RoleApp {
+			continue
+		}
+		nd := node.NewNode(this, n.Name, &node.NodeProps{
+			Plan:          props.Plan,
+			Node:          n,
+			Vpc:           props.Network.Vpc,
+			Subnet:        props.Network.Subnet(n),
+			SecurityGroup: props.SecurityGroup,
+			Role:          a.Role,
+			InstanceType:  cfg.Instances.App,
+			Boot:          render.BootOptions{AppImage: *image.ImageUri()},
+			PublicIP:      true,
+		})
+		nag.Suppress(nd.Instance, "AwsSolutions-EC29",
+			"App instances are stateless (the data lives in PostgreSQL) and are meant to be replaced; "+
+				"termination protection would only block that.")
+		a.Nodes = append(a.Nodes, nd)
+	}
+	return a
+}

@@ -1,0 +1,305 @@
+package healthcheck_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/aws/aws-cdk-go/awscdk/v2"
+	"github.com/aws/aws-cdk-go/awscdk/v2/assertions"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsec2"
+	"github.com/aws/jsii-runtime-go"
+	"github.com/cdklabs/cdk-nag-go/cdknag/v2"
+
+	"github.com/pgha/pgha/cluster"
+	"github.com/pgha/pgha/constructs/healthcheck"
+	hc "github.com/pgha/pgha/healthcheck"
+)
+
+// TestHealthCheck synthesizes one region stack with the construct once and
+// checks it; each check recovers the panic of a failed assertion so that
+// every check reports.
+func TestHealthCheck(t *testing.T) {
+	defer jsii.Close()
+	plan, err := cluster.NewPlan(cluster.Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	app := awscdk.NewApp(&awscdk.AppProps{Outdir: jsii.String(t.TempDir())})
+	stack := awscdk.NewStack(app, jsii.String("Test"), &awscdk.StackProps{
+		Env: &awscdk.Environment{Region: jsii.String("eu-west-3")},
+	})
+	vpc := awsec2.NewVpc(stack, jsii.String("Vpc"), &awsec2.VpcProps{
+		IpAddresses: awsec2.IpAddresses_Cidr(jsii.String("10.11.0.0/16")),
+	})
+	// The VPC stands in for constructs/network's; its findings are not the
+	// construct's.
+	cdknag.NagSuppressions_AddResourceSuppressions(vpc, &[]*cdknag.NagPackSuppression{{
+		Id: jsii.String("AwsSolutions-VPC7"), Reason: jsii.String("test fixture VPC; the real one is constructs/network's"),
+	}}, jsii.Bool(true))
+	app1ID := awscdk.NewCfnParameter(stack, jsii.String("App1Id"), nil).ValueAsString()
+	h := healthcheck.NewHealthCheck(stack, "HealthCheck", &healthcheck.HealthCheckProps{
+		Plan:           plan,
+		Region:         "eu-west-3",
+		Vpc:            vpc,
+		AppInstanceIDs: map[string]*string{"app1": app1ID},
+		SourceDir:      "../..",
+	})
+	awscdk.Aspects_Of(app).Add(cdknag.NewAwsSolutionsChecks(nil), nil)
+	tmpl := assertions.Template_FromStack(stack, nil)
+
+	check := func(name string, f func(t *testing.T)) {
+		t.Run(name, func(t *testing.T) {
+			defer func() {
+				if r := recover(); r != nil {
+					t.Fatalf("assertion failed: %v", r)
+				}
+			}()
+			f(t)
+		})
+	}
+	fn := onlyResource(t, tmpl, "AWS::Lambda::Function")
+
+	check("runtime and architecture", func(t *testing.T) {
+		tmpl.HasResourceProperties(jsii.String("AWS::Lambda::Function"), map[string]any{
+			"Runtime":       "provided.al2023",
+			"Architectures": []any{"arm64"},
+			"Handler":       "bootstrap",
+			"Timeout":       50,
+		})
+	})
+	check("in the VPC's private subnets with its own security group", func(t *testing.T) {
+		vc := fn["VpcConfig"].(map[string]any)
+		subnets := fmt.Sprint(vc["SubnetIds"])
+		if !strings.Contains(subnets, "PrivateSubnet") || strings.Contains(subnets, "PublicSubnet") {
+			t.Errorf("subnets %s, want the private ones only", subnets)
+		}
+		sgs := fmt.Sprint(vc["SecurityGroupIds"])
+		if !strings.Contains(sgs, "HealthCheckSecurityGroup") {
+			t.Errorf("security groups %s, want the construct's own", sgs)
+		}
+	})
+	check("scheduled every minute", func(t *testing.T) {
+		tmpl.HasResourceProperties(jsii.String("AWS::Events::Rule"), map[string]any{
+			"ScheduleExpression": "rate(1 minute)",
+			"State":              "ENABLED",
+			"Targets":            []any{assertions.Match_ObjectLike(&map[string]any{"Arn": map[string]any{"Fn::GetAtt": []any{logicalID(t, tmpl, "AWS::Lambda::Function"), "Arn"}}})},
+		})
+		tmpl.HasResourceProperties(jsii.String("AWS::Lambda::Permission"), map[string]any{
+			"Action":    "lambda:InvokeFunction",
+			"Principal": "events.amazonaws.com",
+		})
+	})
+	check("log retention", func(t *testing.T) {
+		tmpl.HasResourceProperties(jsii.String("AWS::Logs::LogGroup"), map[string]any{"RetentionInDays": 30})
+	})
+	check("alarms", func(t *testing.T) {
+		tmpl.HasResourceProperties(jsii.String("AWS::CloudWatch::Alarm"), map[string]any{
+			"MetricName":         hc.MetricLeaderPresent,
+			"Namespace":          hc.MetricNamespace,
+			"Statistic":          "Maximum",
+			"ComparisonOperator": "LessThanThreshold",
+			"Threshold":          1,
+			"EvaluationPeriods":  2,
+			"DatapointsToAlarm":  2,
+			"TreatMissingData":   "breaching",
+			"Dimensions": assertions.Match_ArrayWith(&[]any{
+				map[string]any{"Name": hc.DimCluster, "Value": "pgha"},
+				map[string]any{"Name": hc.DimRegion, "Value": "eu-west-3"},
+			}),
+		})
+		tmpl.HasResourceProperties(jsii.String("AWS::CloudWatch::Alarm"), map[string]any{
+			"MetricName":         hc.MetricMaxLagBytes,
+			"ComparisonOperator": "GreaterThanThreshold",
+			"Threshold":          16 << 20,
+		})
+	})
+	check("IAM: SendCommand only for AWS-RunShellScript and this cluster's apps", func(t *testing.T) {
+		stmts := statements(t, tmpl)
+		var sends []map[string]any
+		for _, s := range stmts {
+			if fmt.Sprint(s["Action"]) == "ssm:SendCommand" {
+				sends = append(sends, s)
+			}
+			if strings.Contains(fmt.Sprint(s["Action"]), "ssm:*") || fmt.Sprint(s["Action"]) == "*" {
+				t.Errorf("statement grants a wildcard action: %v", s)
+			}
+		}
+		if len(sends) != 2 {
+			t.Fatalf("%d SendCommand statements, want 2 (document, instances): %v", len(sends), sends)
+		}
+		doc, inst := fmt.Sprint(sends[0]["Resource"]), fmt.Sprint(sends[1]["Resource"])
+		if !strings.Contains(doc, ":document/AWS-RunShellScript") || sends[0]["Condition"] != nil {
+			t.Errorf("document statement %v", sends[0])
+		}
+		if !strings.Contains(inst, ":instance/*") {
+			t.Errorf("instance statement resource %v", inst)
+		}
+		cond, _ := json.Marshal(sends[1]["Condition"])
+		want := `{"StringEquals":{"ssm:resourceTag/pgha:cluster":"pgha","ssm:resourceTag/pgha:role":"app"}}`
+		if string(cond) != want {
+			t.Errorf("instance condition %s, want %s", cond, want)
+		}
+	})
+	check("IAM: parameters under its own path, the health secret only", func(t *testing.T) {
+		for _, s := range statements(t, tmpl) {
+			res := fmt.Sprint(s["Resource"])
+			switch a := fmt.Sprint(s["Action"]); {
+			case strings.Contains(a, "ssm:GetParameter") || strings.Contains(a, "ssm:PutParameter"):
+				if !strings.Contains(res, ":parameter/pgha/pgha/restarts/*") {
+					t.Errorf("parameter access on %s", res)
+				}
+			case strings.Contains(a, "secretsmanager"):
+				if a != "secretsmanager:GetSecretValue" || !strings.Contains(res, ":secret:pgha/health-??????") {
+					t.Errorf("secret access %s on %s", a, res)
+				}
+			}
+		}
+	})
+	check("security group egress", func(t *testing.T) {
+		sg := onlyResourceMatching(t, tmpl, "AWS::EC2::SecurityGroup", "HealthCheckSecurityGroup")
+		var got []string
+		for _, e := range sg["SecurityGroupEgress"].([]any) {
+			r := e.(map[string]any)
+			got = append(got, fmt.Sprintf("%v:%v", r["CidrIp"], r["FromPort"]))
+			if r["FromPort"] != r["ToPort"] || r["IpProtocol"] != "tcp" {
+				t.Errorf("egress rule not a single TCP port: %v", r)
+			}
+		}
+		want := []string{
+			"10.11.3.10/32:8008", "10.11.4.10/32:8008", "10.12.3.10/32:8008", // Patroni, every region
+			"10.11.3.30/32:5000", "10.12.3.30/32:5000", // HAProxy, own region first
+			"10.11.0.40/32:5000", // app1's /readyz
+			"0.0.0.0/0:443",      // AWS APIs
+		}
+		slices.Sort(got)
+		slices.Sort(want)
+		if !slices.Equal(got, want) {
+			t.Errorf("egress\n got %v\nwant %v", got, want)
+		}
+	})
+	check("environment carries the settings, instance ids resolved at deploy", func(t *testing.T) {
+		v := fn["Environment"].(map[string]any)["Variables"].(map[string]any)[hc.EnvSettings]
+		join, ok := v.(map[string]any)["Fn::Join"].([]any)
+		if !ok {
+			t.Fatalf("%s is %v, want an Fn::Join holding the instance id", hc.EnvSettings, v)
+		}
+		var sb strings.Builder
+		for _, part := range join[1].([]any) {
+			switch p := part.(type) {
+			case string:
+				sb.WriteString(p)
+			case map[string]any:
+				if fmt.Sprint(p) != "map[Ref:App1Id]" {
+					t.Fatalf("unexpected token %v", p)
+				}
+				sb.WriteString("i-0123456789abcdef0")
+			}
+		}
+		s, err := hc.ParseSettings([]byte(sb.String()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(s.Apps) != 1 || s.Apps[0].InstanceID != "i-0123456789abcdef0" || s.Apps[0].URL != "http://10.11.0.40:5000" {
+			t.Errorf("apps %+v", s.Apps)
+		}
+		if len(s.Members) != 3 || s.Members[2].URL != "http://10.12.3.10:8008" || s.Members[2].Region != "eu-west-1" {
+			t.Errorf("members %+v", s.Members)
+		}
+		if s.SecretName != "pgha/health" || s.User != cluster.HealthUser || s.ParameterPath != "/pgha/pgha/restarts" || s.Backoff().Minutes() != 5 {
+			t.Errorf("settings %+v", s)
+		}
+		if !slices.Equal(s.HAProxy, []string{"10.11.3.30:5000", "10.12.3.30:5000"}) {
+			t.Errorf("haproxy %v", s.HAProxy)
+		}
+	})
+	check("construct IDs", func(t *testing.T) {
+		for _, id := range []string{"Function", "Role", "SecurityGroup", "Schedule", "NoLeaderAlarm", "LagAlarm", "Logs"} {
+			if h.Node().TryFindChild(jsii.String(id)) == nil {
+				t.Errorf("no child %q", id)
+			}
+		}
+	})
+	check("cdk-nag AwsSolutions clean", func(t *testing.T) {
+		ann := assertions.Annotations_FromStack(stack)
+		match := assertions.Match_StringLikeRegexp(jsii.String("AwsSolutions-.*"))
+		for _, m := range *ann.FindError(jsii.String("*"), match) {
+			t.Errorf("error: %s", toJSON(m))
+		}
+		for _, m := range *ann.FindWarning(jsii.String("*"), match) {
+			t.Errorf("warning: %s", toJSON(m))
+		}
+	})
+	if os.Getenv("PGHA_DUMP_TEMPLATE") != "" {
+		b, _ := json.MarshalIndent(tmpl.ToJSON(), "", "  ")
+		os.WriteFile(os.Getenv("PGHA_DUMP_TEMPLATE"), b, 0o644)
+	}
+}
+
+func resources(t *testing.T, tmpl assertions.Template, typ string) map[string]map[string]any {
+	t.Helper()
+	out := map[string]map[string]any{}
+	for id, r := range *tmpl.FindResources(jsii.String(typ), nil) {
+		out[id] = *r
+	}
+	return out
+}
+
+func onlyResource(t *testing.T, tmpl assertions.Template, typ string) map[string]any {
+	t.Helper()
+	rs := resources(t, tmpl, typ)
+	if len(rs) != 1 {
+		t.Fatalf("%d %s, want 1", len(rs), typ)
+	}
+	for _, r := range rs {
+		return r["Properties"].(map[string]any)
+	}
+	return nil
+}
+
+func onlyResourceMatching(t *testing.T, tmpl assertions.Template, typ, prefix string) map[string]any {
+	t.Helper()
+	for id, r := range resources(t, tmpl, typ) {
+		if strings.HasPrefix(id, prefix) {
+			return r["Properties"].(map[string]any)
+		}
+	}
+	t.Fatalf("no %s with logical ID %s*", typ, prefix)
+	return nil
+}
+
+func logicalID(t *testing.T, tmpl assertions.Template, typ string) string {
+	t.Helper()
+	for id := range resources(t, tmpl, typ) {
+		return id
+	}
+	t.Fatalf("no %s", typ)
+	return ""
+}
+
+// statements are the health checker role's policy statements.
+func statements(t *testing.T, tmpl assertions.Template) []map[string]any {
+	t.Helper()
+	var out []map[string]any
+	for id, r := range resources(t, tmpl, "AWS::IAM::Policy") {
+		if !strings.HasPrefix(id, "HealthCheckRole") {
+			continue
+		}
+		doc := r["Properties"].(map[string]any)["PolicyDocument"].(map[string]any)
+		for _, s := range doc["Statement"].([]any) {
+			out = append(out, s.(map[string]any))
+		}
+	}
+	if len(out) == 0 {
+		t.Fatal("no policy statements on the health checker's role")
+	}
+	return out
+}
+
+func toJSON(v any) string {
+	b, _ := json.Marshal(v)
+	return string(b)
+}

@@ -1,0 +1,156 @@
+// Package node is one EC2 instance of the cluster, as every role runs it:
+// Debian 13, a fixed private IP, IMDSv2, encrypted gp3 root volume, the
+// boot script as user data, SSM instead of SSH.
+package node
+
+import (
+	"fmt"
+
+	"github.com/aws/aws-cdk-go/awscdk/v2"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsec2"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsiam"
+	"github.com/aws/constructs-go/constructs/v10"
+	"github.com/aws/jsii-runtime-go"
+
+	"github.com/pgha/pgha/cluster"
+	"github.com/pgha/pgha/constructs/nag"
+	"github.com/pgha/pgha/render"
+)
+
+// Tag keys on every instance (and its volumes).
+const (
+	TagCluster = "pgha:cluster"
+	TagRole    = "pgha:role"
+)
+
+// RootDevice is the root device name of Debian's AMIs.
+const RootDevice = "/dev/xvda"
+
+// DebianImageParameter is the SSM public parameter Debian publishes its
+// latest Debian 13 (trixie) AMI under, for arch "arm64" or "amd64"
+// (https://wiki.debian.org/Cloud/AmazonEC2Image).
+func DebianImageParameter(arch string) string {
+	return "/aws/service/debian/release/13/latest/" + arch
+}
+
+// NewRole returns an instance role for nodes of one role: EC2 may assume it,
+// and it carries AmazonSSMManagedInstanceCore so that operators reach the
+// nodes with Session Manager (there are no key pairs and no SSH).
+func NewRole(scope constructs.Construct, id string, role cluster.Role) awsiam.Role {
+	r := awsiam.NewRole(scope, &id, &awsiam.RoleProps{
+		AssumedBy:   awsiam.NewServicePrincipal(jsii.String("ec2.amazonaws.com"), nil),
+		Description: jsii.String(fmt.Sprintf("pgha %s nodes", role)),
+		ManagedPolicies: &[]awsiam.IManagedPolicy{
+			awsiam.ManagedPolicy_FromAwsManagedPolicyName(jsii.String("AmazonSSMManagedInstanceCore")),
+		},
+	})
+	nag.Suppress(r, "AwsSolutions-IAM4",
+		"AmazonSSMManagedInstanceCore is AWS's maintained minimum for the SSM agent (Session Manager is the only way in: no SSH, no key pairs); "+
+			"a copy would drift from what the agent needs.",
+		"Policy::arn:<AWS::Partition>:iam::aws:policy/AmazonSSMManagedInstanceCore")
+	return r
+}
+
+// NodeProps configures a Node.
+type NodeProps struct {
+	// Plan is the cluster's plan. Required.
+	Plan *cluster.Plan
+	// Node is the node to create, from Plan. Required.
+	Node cluster.Node
+	// Subnet is the node's subnet (Node.Subnet). Required.
+	Subnet awsec2.ISubnet
+	// Vpc is the subnet's VPC. Required.
+	Vpc awsec2.IVpc
+	// SecurityGroup is the node's role's security group. Required.
+	SecurityGroup awsec2.ISecurityGroup
+	// Role is the instance role. Required.
+	Role awsiam.IRole
+	// InstanceType is the EC2 instance type, e.g. "t4g.medium". Required.
+	InstanceType string
+	// Boot holds what the boot script needs beyond the plan.
+	// Default: zero BootOptions (enough for every role but app).
+	Boot render.BootOptions
+	// TerminationProtection sets the instance's API termination protection:
+	// for stateful nodes, whose loss costs a rebuild. Default: false.
+	TerminationProtection bool
+	// PublicIP gives the instance a public IPv4 address: nodes in public
+	// subnets have no NAT and need one to reach the internet. Default: false.
+	PublicIP bool
+}
+
+// Node is one EC2 instance.
+type Node struct {
+	constructs.Construct
+	// Instance is the EC2 instance, construct ID "Instance".
+	Instance awsec2.Instance
+	// Spec is the plan's node.
+	Spec cluster.Node
+	// UserData is the boot script, as rendered (CDK tokens unresolved).
+	UserData string
+}
+
+// NewNode creates the instance of props.Node. It panics when the boot
+// script cannot be rendered: the plan was validated, so that is a bug.
+func NewNode(scope constructs.Construct, id string, props *NodeProps) *Node {
+	this := constructs.NewConstruct(scope, &id)
+	n, cfg := props.Node, props.Plan.Config
+	script, err := render.BootScript(props.Plan, n, props.Boot)
+	if err != nil {
+		panic(err)
+	}
+	if len(script) > render.MaxUserData {
+		awscdk.Annotations_Of(this).AddError(jsii.String(fmt.Sprintf(
+			"the boot script of %s is %d bytes, over EC2's %d-byte user data limit", n.Name, len(script), render.MaxUserData)))
+	}
+	arch := "arm64"
+	if cfg.Instances.Architecture == "x86_64" {
+		arch = "amd64"
+	}
+	instance := awsec2.NewInstance(this, jsii.String("Instance"), &awsec2.InstanceProps{
+		Vpc:           props.Vpc,
+		VpcSubnets:    &awsec2.SubnetSelection{Subnets: &[]awsec2.ISubnet{props.Subnet}},
+		InstanceType:  awsec2.NewInstanceType(jsii.String(props.InstanceType)),
+		MachineImage:  awsec2.MachineImage_FromSsmParameter(jsii.String(DebianImageParameter(arch)), &awsec2.SsmParameterImageOptions{Os: awsec2.OperatingSystemType_LINUX}),
+		UserData:      awsec2.UserData_Custom(jsii.String(script)),
+		SecurityGroup: props.SecurityGroup,
+		Role:          props.Role,
+		// A fixed IP cannot move to a replacement instance while the old one
+		// holds it, so changing the boot script must not replace the node.
+		UserDataCausesReplacement: jsii.Bool(false),
+		PrivateIpAddress:          jsii.String(n.IP.String()),
+		AssociatePublicIpAddress:  jsii.Bool(props.PublicIP),
+		InstanceName:              jsii.String(cfg.Name + "-" + n.Name),
+		HttpTokens:                awsec2.HttpTokens_REQUIRED,
+		HttpEndpoint:              jsii.Bool(true),
+		HttpPutResponseHopLimit:   jsii.Number(hopLimit(n.Role)),
+		DetailedMonitoring:        jsii.Bool(true),
+		DisableApiTermination:     jsii.Bool(props.TerminationProtection),
+		EbsOptimized:              jsii.Bool(true),
+		BlockDevices: &[]*awsec2.BlockDevice{{
+			DeviceName: jsii.String(RootDevice),
+			Volume: awsec2.BlockDeviceVolume_Ebs(jsii.Number(float64(cfg.Instances.RootVolumeGiB)), &awsec2.EbsDeviceOptions{
+				VolumeType:          awsec2.EbsDeviceVolumeType_GP3,
+				Encrypted:           jsii.Bool(true),
+				DeleteOnTermination: jsii.Bool(true),
+			}),
+		}},
+		PropagateTagsToVolumeOnCreation: jsii.Bool(true),
+	})
+	Tag(instance, cfg.Name, n.Role)
+	return &Node{Construct: this, Instance: instance, Spec: n, UserData: script}
+}
+
+// Tag puts the pgha:cluster and pgha:role tags on scope and everything in it.
+func Tag(scope constructs.IConstruct, cluster string, role cluster.Role) {
+	awscdk.Tags_Of(scope).Add(jsii.String(TagCluster), jsii.String(cluster), nil)
+	awscdk.Tags_Of(scope).Add(jsii.String(TagRole), jsii.String(string(role)), nil)
+}
+
+// hopLimit is IMDS's response hop limit: 2 on app nodes, whose container
+// sits one network hop behind the host, 1 elsewhere.
+func hopLimit(role cluster.Role) float64 {
+	if role == cluster.RoleApp {
+		return 2
+	}
+	return 1
+}

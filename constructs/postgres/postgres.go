@@ -1,0 +1,92 @@
+// Package postgres holds a region's PostgreSQL + Patroni nodes, each with
+// its data directory on its own EBS volume.
+package postgres
+
+import (
+	"github.com/aws/aws-cdk-go/awscdk/v2"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsec2"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsiam"
+	"github.com/aws/constructs-go/constructs/v10"
+	"github.com/aws/jsii-runtime-go"
+
+	"github.com/pgha/pgha/cluster"
+	"github.com/pgha/pgha/constructs/network"
+	"github.com/pgha/pgha/constructs/node"
+	"github.com/pgha/pgha/constructs/secrets"
+)
+
+// DataDevice is the device name the data volume is attached as. On Nitro
+// instances it shows up as an NVMe disk whatever the name; the boot script
+// finds it as the disk that is not the root disk.
+const DataDevice = "/dev/sdf"
+
+// PostgresProps configures Postgres.
+type PostgresProps struct {
+	// Plan is the cluster's plan. Required.
+	Plan *cluster.Plan
+	// Region is the region whose PostgreSQL nodes to create. Required.
+	Region string
+	// Network is the region's network. Required.
+	Network *network.Network
+	// SecurityGroup is the PostgreSQL nodes' security group. Required.
+	SecurityGroup awsec2.ISecurityGroup
+	// Secrets are the cluster's passwords; the nodes read the ones
+	// cluster.SecretsFor(RolePostgres) lists. Required.
+	Secrets *secrets.Secrets
+}
+
+// Postgres is the PostgreSQL nodes of one region. Each node's data volume
+// is a separate encrypted gp3 volume (retained when the stack is deleted),
+// so the instance can be replaced without losing the data. Instances have
+// termination protection.
+type Postgres struct {
+	constructs.Construct
+	// Role is the nodes' instance role.
+	Role awsiam.Role
+	// Nodes are the instances, in plan order; each node's construct ID is
+	// its name ("pg1"), its instance's "Instance".
+	Nodes []*node.Node
+	// Volumes are the data volumes, in plan order (construct ID "Data"
+	// under the node's).
+	Volumes []awsec2.Volume
+}
+
+// NewPostgres creates the region's PostgreSQL nodes.
+func NewPostgres(scope constructs.Construct, id string, props *PostgresProps) *Postgres {
+	this := constructs.NewConstruct(scope, &id)
+	p := &Postgres{Construct: this, Role: node.NewRole(this, "Role", cluster.RolePostgres)}
+	props.Secrets.GrantRead(p.Role, cluster.SecretsFor(cluster.RolePostgres)...)
+	cfg := props.Plan.Config
+	for _, n := range props.Plan.InRegion(props.Region) {
+		if n.Role != cluster.RolePostgres {
+			continue
+		}
+		nd := node.NewNode(this, n.Name, &node.NodeProps{
+			Plan:                  props.Plan,
+			Node:                  n,
+			Vpc:                   props.Network.Vpc,
+			Subnet:                props.Network.Subnet(n),
+			SecurityGroup:         props.SecurityGroup,
+			Role:                  p.Role,
+			InstanceType:          cfg.Instances.Postgres,
+			TerminationProtection: true,
+		})
+		vol := awsec2.NewVolume(nd.Construct, jsii.String("Data"), &awsec2.VolumeProps{
+			AvailabilityZone: jsii.String(n.AZ),
+			Size:             awscdk.Size_Gibibytes(jsii.Number(float64(cfg.Instances.DataVolumeGiB))),
+			VolumeType:       awsec2.EbsDeviceVolumeType_GP3,
+			Encrypted:        jsii.Bool(true),
+			RemovalPolicy:    awscdk.RemovalPolicy_RETAIN,
+			VolumeName:       jsii.String(cfg.Name + "-" + n.Name + "-data"),
+		})
+		node.Tag(vol, cfg.Name, cluster.RolePostgres)
+		awsec2.NewCfnVolumeAttachment(nd.Construct, jsii.String("DataAttachment"), &awsec2.CfnVolumeAttachmentProps{
+			Device:     jsii.String(DataDevice),
+			InstanceId: nd.Instance.InstanceId(),
+			VolumeId:   vol.VolumeId(),
+		})
+		p.Nodes = append(p.Nodes, nd)
+		p.Volumes = append(p.Volumes, vol)
+	}
+	return p
+}

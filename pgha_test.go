@@ -1,0 +1,956 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-cdk-go/awscdk/v2/assertions"
+	"github.com/aws/jsii-runtime-go"
+
+	"github.com/pgha/pgha/cluster"
+	"github.com/pgha/pgha/constructs/app"
+	"github.com/pgha/pgha/render"
+	"github.com/pgha/pgha/stacks"
+)
+
+// The tests synthesize each configuration once, into a directory of their
+// own, and inspect the templates there. Every CDK test is in this package:
+// one process, one jsii runtime.
+
+var tmpRoot string
+
+func TestMain(m *testing.M) {
+	os.Setenv("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+	dir, err := os.MkdirTemp("", "pgha-synth-")
+	if err != nil {
+		panic(err)
+	}
+	tmpRoot = dir
+	code := m.Run()
+	jsii.Close()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// synthesized is one configuration's cloud assembly.
+type synthesized struct {
+	plan      *cluster.Plan
+	stacks    []*stacks.RegionStack
+	dir       string
+	templates map[string]map[string]any // by stack name
+	took      time.Duration
+	err       error
+}
+
+var (
+	synthMu    sync.Mutex
+	synthCache = map[string]*synthesized{}
+)
+
+// witnessConfig is the default cluster plus an etcd witness region, with
+// one etcd member per region.
+func witnessConfig() map[string]any {
+	return map[string]any{
+		"regions": []any{
+			map[string]any{"name": "eu-west-3", "cidr": "10.11.0.0/16", "postgres": 2, "etcd": 1, "haproxy": 1, "app": 1},
+			map[string]any{"name": "eu-west-1", "cidr": "10.12.0.0/16", "postgres": 1, "etcd": 1, "haproxy": 1},
+		},
+		"witness": map[string]any{"name": "eu-central-1", "cidr": "10.13.0.0/16"},
+	}
+}
+
+func cdkContext(t *testing.T) map[string]any {
+	t.Helper()
+	ctx, err := readContext("cdk.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ctx
+}
+
+// synth synthesizes the named configuration ("default": cdk.json as is;
+// "witness": witnessConfig) once.
+func synth(t *testing.T, name string) *synthesized {
+	t.Helper()
+	synthMu.Lock()
+	defer synthMu.Unlock()
+	if s, ok := synthCache[name]; ok {
+		if s.err != nil {
+			t.Fatal(s.err)
+		}
+		return s
+	}
+	ctx := cdkContext(t)
+	if name == "witness" {
+		ctx[cluster.ContextKey] = witnessConfig()
+	}
+	s := &synthesized{dir: filepath.Join(tmpRoot, name), templates: map[string]map[string]any{}}
+	synthCache[name] = s
+	start := time.Now()
+	a, st, err := newApp(appOptions{Context: ctx, Outdir: s.dir, SourceDir: "."})
+	if err != nil {
+		s.err = err
+		t.Fatal(err)
+	}
+	a.Synth(nil)
+	s.took = time.Since(start)
+	s.stacks = st
+	s.plan = st[0].Plan
+	for _, stack := range st {
+		data, err := os.ReadFile(filepath.Join(s.dir, *stack.StackName()+".template.json"))
+		if err != nil {
+			s.err = err
+			t.Fatal(err)
+		}
+		var tpl map[string]any
+		if err := json.Unmarshal(data, &tpl); err != nil {
+			s.err = err
+			t.Fatal(err)
+		}
+		s.templates[*stack.StackName()] = tpl
+	}
+	return s
+}
+
+// check runs one assertions-library check: their failures are panics,
+// turned here into test errors so that later checks still run.
+func check(t *testing.T, what string, f func()) {
+	t.Helper()
+	defer func() {
+		if r := recover(); r != nil {
+			t.Errorf("%s: %v", what, r)
+		}
+	}()
+	f()
+}
+
+func resources(tpl map[string]any, typ string) map[string]map[string]any {
+	out := map[string]map[string]any{}
+	for id, r := range tpl["Resources"].(map[string]any) {
+		res := r.(map[string]any)
+		if res["Type"] == typ {
+			out[id] = res
+		}
+	}
+	return out
+}
+
+func props(r map[string]any) map[string]any {
+	p, _ := r["Properties"].(map[string]any)
+	return p
+}
+
+func tag(r map[string]any, key string) string {
+	tags, _ := props(r)["Tags"].([]any)
+	for _, x := range tags {
+		m := x.(map[string]any)
+		if m["Key"] == key {
+			s, _ := m["Value"].(string)
+			return s
+		}
+	}
+	return ""
+}
+
+func toJSON(v any) string {
+	b, _ := json.Marshal(v)
+	return string(b)
+}
+
+func forEachConfig(t *testing.T, f func(t *testing.T, s *synthesized)) {
+	for _, name := range []string{"default", "witness"} {
+		t.Run(name, func(t *testing.T) { f(t, synth(t, name)) })
+	}
+}
+
+func TestCDKJSONIsTheDefault(t *testing.T) {
+	raw, err := json.Marshal(cdkContext(t)[cluster.ContextKey])
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Decode onto a zero Config: a key missing from cdk.json stays zero
+	// and shows up as a difference.
+	var got cluster.Config
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&got); err != nil {
+		t.Fatal(err)
+	}
+	want := cluster.Default()
+	if len(got.App.AllowedCIDRs) == 0 && len(want.App.AllowedCIDRs) == 0 {
+		got.App.AllowedCIDRs, want.App.AllowedCIDRs = nil, nil
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("cdk.json's %s context differs from cluster.Default():\n got %+v\nwant %+v", cluster.ContextKey, got, want)
+	}
+}
+
+func TestConfigErrorsAtSynth(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		pgha map[string]any
+		want []string
+	}{
+		{"overlapping CIDR", map[string]any{"regions": []any{
+			map[string]any{"name": "eu-west-3", "cidr": "10.11.0.0/16", "postgres": 2, "etcd": 2, "haproxy": 1},
+			map[string]any{"name": "eu-west-1", "cidr": "10.11.0.0/16", "postgres": 1, "etcd": 1, "haproxy": 1},
+		}}, []string{"regions[1].cidr", "10.11.0.0/16"}},
+		{"x86 type on arm64", map[string]any{"instances": map[string]any{"postgres": "t3.medium"}}, []string{"instances.postgres", "t3.medium"}},
+		{"even etcd", map[string]any{"regions": []any{
+			map[string]any{"name": "eu-west-3", "cidr": "10.11.0.0/16", "postgres": 2, "etcd": 2, "haproxy": 1},
+			map[string]any{"name": "eu-west-1", "cidr": "10.12.0.0/16", "postgres": 1, "etcd": 2, "haproxy": 1},
+		}}, []string{"regions[*].etcd", "4"}},
+		{"unknown key", map[string]any{"nmae": "x"}, []string{"nmae"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := cdkContext(t)
+			ctx[cluster.ContextKey] = tc.pgha
+			_, _, err := newApp(appOptions{Context: ctx, Outdir: filepath.Join(tmpRoot, "bad"), SourceDir: "."})
+			if err == nil {
+				t.Fatal("newApp accepted the configuration")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not mention %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestStackOrder(t *testing.T) {
+	forEachConfig(t, func(t *testing.T, s *synthesized) {
+		data, err := os.ReadFile(filepath.Join(s.dir, "manifest.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m struct {
+			Artifacts map[string]struct {
+				Type         string   `json:"type"`
+				Dependencies []string `json:"dependencies"`
+			} `json:"artifacts"`
+		}
+		if err := json.Unmarshal(data, &m); err != nil {
+			t.Fatal(err)
+		}
+		cfg := s.plan.Config
+		for i, r := range s.plan.Regions {
+			name := stacks.StackName(cfg, r.Name)
+			a, ok := m.Artifacts[name]
+			if !ok || a.Type != "aws:cloudformation:stack" {
+				t.Errorf("no stack %s in the assembly", name)
+				continue
+			}
+			var deps []string
+			for _, d := range a.Dependencies {
+				if !strings.HasSuffix(d, ".assets") {
+					deps = append(deps, d)
+				}
+			}
+			var want []string
+			for _, later := range s.plan.Regions[i+1:] {
+				want = append(want, stacks.StackName(cfg, later.Name))
+			}
+			sort.Strings(deps)
+			sort.Strings(want)
+			if !slices.Equal(deps, want) {
+				t.Errorf("%s depends on %v, want %v (it owns the peering with the later regions)", name, deps, want)
+			}
+		}
+	})
+}
+
+func TestNetwork(t *testing.T) {
+	forEachConfig(t, func(t *testing.T, s *synthesized) {
+		for _, rp := range s.plan.Regions {
+			tpl := s.templates[stacks.StackName(s.plan.Config, rp.Name)]
+			vpcs := resources(tpl, "AWS::EC2::VPC")
+			if len(vpcs) != 1 {
+				t.Fatalf("%s: %d VPCs", rp.Name, len(vpcs))
+			}
+			for _, v := range vpcs {
+				if got := props(v)["CidrBlock"]; got != rp.CIDR.String() {
+					t.Errorf("%s: VPC CIDR %v, want %s", rp.Name, got, rp.CIDR)
+				}
+			}
+			var public, private []string
+			for id, sn := range resources(tpl, "AWS::EC2::Subnet") {
+				p := props(sn)
+				entry := fmt.Sprintf("%s %s", p["AvailabilityZone"], p["CidrBlock"])
+				if strings.Contains(id, "Public") {
+					public = append(public, entry)
+				} else {
+					private = append(private, entry)
+				}
+			}
+			var wantPublic, wantPrivate []string
+			for i, az := range rp.AZs {
+				wantPublic = append(wantPublic, fmt.Sprintf("%s %s", az, rp.PublicSubnets[i]))
+				wantPrivate = append(wantPrivate, fmt.Sprintf("%s %s", az, rp.PrivateSubnets[i]))
+			}
+			for _, l := range [][]string{public, private, wantPublic, wantPrivate} {
+				sort.Strings(l)
+			}
+			if !slices.Equal(public, wantPublic) || !slices.Equal(private, wantPrivate) {
+				t.Errorf("%s: subnets public %v private %v, the plan has %v and %v", rp.Name, public, private, wantPublic, wantPrivate)
+			}
+			if n := len(resources(tpl, "AWS::EC2::FlowLog")); n != 1 {
+				t.Errorf("%s: %d flow logs, want 1", rp.Name, n)
+			}
+			if n := len(resources(tpl, "AWS::EC2::NatGateway")); n != 1 {
+				t.Errorf("%s: %d NAT gateways, want 1", rp.Name, n)
+			}
+		}
+	})
+}
+
+func TestPeering(t *testing.T) {
+	forEachConfig(t, func(t *testing.T, s *synthesized) {
+		for i, rp := range s.plan.Regions {
+			tpl := s.templates[stacks.StackName(s.plan.Config, rp.Name)]
+			later := s.plan.Regions[i+1:]
+			conns := resources(tpl, "AWS::EC2::VPCPeeringConnection")
+			var peerRegions []string
+			for _, c := range conns {
+				peerRegions = append(peerRegions, props(c)["PeerRegion"].(string))
+				if _, ok := props(c)["PeerOwnerId"]; ok {
+					t.Errorf("%s: peering names an owner: same-account peering needs none", rp.Name)
+				}
+			}
+			var want []string
+			for _, l := range later {
+				want = append(want, l.Name)
+			}
+			sort.Strings(peerRegions)
+			sort.Strings(want)
+			if !slices.Equal(peerRegions, want) {
+				t.Errorf("%s owns peerings to %v, want %v", rp.Name, peerRegions, want)
+			}
+			// Local side: a route to each later region's CIDR in all 6 route
+			// tables; peer side: a createRoute in the peer's region back to
+			// this CIDR for each of the peer's 6 route tables.
+			routes := map[string]int{}
+			for _, r := range resources(tpl, "AWS::EC2::Route") {
+				p := props(r)
+				if _, ok := p["VpcPeeringConnectionId"]; ok {
+					routes[p["DestinationCidrBlock"].(string)]++
+				}
+			}
+			peerRoutes := map[string]int{}
+			for _, r := range resources(tpl, "Custom::PeerRoute") {
+				create := toJSON(props(r)["Create"])
+				del := toJSON(props(r)["Delete"])
+				if !strings.Contains(create, `\"action\":\"createRoute\"`) || !strings.Contains(del, `\"action\":\"deleteRoute\"`) ||
+					!strings.Contains(create, `\"DestinationCidrBlock\":\"`+rp.CIDR.String()+`\"`) {
+					t.Errorf("%s: peer route %s does not create/delete a route to %s", rp.Name, create, rp.CIDR)
+				}
+				m := regexp.MustCompile(`\\"region\\":\\"([a-z0-9-]+)\\"`).FindStringSubmatch(create)
+				if m != nil {
+					peerRoutes[m[1]]++
+				}
+			}
+			for _, l := range later {
+				if routes[l.CIDR.String()] != 6 {
+					t.Errorf("%s: %d routes to %s %s, want 6", rp.Name, routes[l.CIDR.String()], l.Name, l.CIDR)
+				}
+				if peerRoutes[l.Name] != 6 {
+					t.Errorf("%s: %d routes created in %s, want 6", rp.Name, peerRoutes[l.Name], l.Name)
+				}
+			}
+			if len(routes) != len(later) || len(peerRoutes) != len(later) {
+				t.Errorf("%s: peering routes to %v and in %v, want only the later regions %v", rp.Name, routes, peerRoutes, want)
+			}
+		}
+	})
+}
+
+func TestInstances(t *testing.T) {
+	forEachConfig(t, func(t *testing.T, s *synthesized) {
+		cfg := s.plan.Config
+		for _, rp := range s.plan.Regions {
+			tpl := s.templates[stacks.StackName(cfg, rp.Name)]
+			subnets := map[string]string{} // logical ID -> CIDR
+			for id, sn := range resources(tpl, "AWS::EC2::Subnet") {
+				subnets[id] = props(sn)["CidrBlock"].(string)
+			}
+			byName := map[string]map[string]any{}
+			for _, in := range resources(tpl, "AWS::EC2::Instance") {
+				byName[strings.TrimPrefix(tag(in, "Name"), cfg.Name+"-")] = in
+			}
+			want := s.plan.InRegion(rp.Name)
+			if len(byName) != len(want) {
+				t.Errorf("%s: %d instances, the plan has %d", rp.Name, len(byName), len(want))
+			}
+			counts := map[string]int{}
+			for _, in := range byName {
+				counts[tag(in, "pgha:role")]++
+			}
+			for _, role := range cluster.Roles {
+				n := 0
+				for _, nd := range want {
+					if nd.Role == role {
+						n++
+					}
+				}
+				if counts[string(role)] != n {
+					t.Errorf("%s: %d %s instances, want %d", rp.Name, counts[string(role)], role, n)
+				}
+			}
+			for _, nd := range want {
+				in, ok := byName[nd.Name]
+				if !ok {
+					t.Errorf("%s: no instance %s", rp.Name, nd.Name)
+					continue
+				}
+				p := props(in)
+				ni := p["NetworkInterfaces"].([]any)[0].(map[string]any)
+				if ni["PrivateIpAddress"] != nd.IP.String() {
+					t.Errorf("%s: IP %v, want %s", nd.Name, ni["PrivateIpAddress"], nd.IP)
+				}
+				sub := ni["SubnetId"].(map[string]any)["Ref"].(string)
+				if subnets[sub] != nd.Subnet.String() || p["AvailabilityZone"] != nd.AZ {
+					t.Errorf("%s: in subnet %s (%s), zone %v; want %s in %s", nd.Name, sub, subnets[sub], p["AvailabilityZone"], nd.Subnet, nd.AZ)
+				}
+				if ni["AssociatePublicIpAddress"] != nd.Public {
+					t.Errorf("%s: public IP %v, want %v", nd.Name, ni["AssociatePublicIpAddress"], nd.Public)
+				}
+				md, _ := p["MetadataOptions"].(map[string]any)
+				if md["HttpTokens"] != "required" {
+					t.Errorf("%s: IMDSv2 not required: %v", nd.Name, md)
+				}
+				if p["Monitoring"] != true {
+					t.Errorf("%s: no detailed monitoring", nd.Name)
+				}
+				stateful := nd.Role == cluster.RolePostgres || nd.Role == cluster.RoleEtcd
+				if got, _ := p["DisableApiTermination"].(bool); got != stateful {
+					t.Errorf("%s: termination protection %v, want %v", nd.Name, got, stateful)
+				}
+				if tag(in, "pgha:cluster") != cfg.Name || tag(in, "pgha:role") != string(nd.Role) {
+					t.Errorf("%s: tags %v", nd.Name, p["Tags"])
+				}
+				if _, ok := p["KeyName"]; ok {
+					t.Errorf("%s has a key pair", nd.Name)
+				}
+				want := map[string]any{"DeviceName": "/dev/xvda", "Ebs": map[string]any{
+					"DeleteOnTermination": true, "Encrypted": true, "VolumeSize": float64(cfg.Instances.RootVolumeGiB), "VolumeType": "gp3"}}
+				if bd := p["BlockDeviceMappings"].([]any); len(bd) != 1 || !reflect.DeepEqual(bd[0], want) {
+					t.Errorf("%s: block devices %s", nd.Name, toJSON(bd))
+				}
+				typ := map[cluster.Role]string{cluster.RolePostgres: cfg.Instances.Postgres, cluster.RoleEtcd: cfg.Instances.Etcd,
+					cluster.RoleHAProxy: cfg.Instances.HAProxy, cluster.RoleApp: cfg.Instances.App}[nd.Role]
+				if p["InstanceType"] != typ {
+					t.Errorf("%s: type %v, want %s", nd.Name, p["InstanceType"], typ)
+				}
+			}
+			// Data volumes: one per PostgreSQL node, in its zone, encrypted
+			// gp3, retained, attached.
+			vols := resources(tpl, "AWS::EC2::Volume")
+			if len(vols) != counts["postgres"] || len(resources(tpl, "AWS::EC2::VolumeAttachment")) != counts["postgres"] {
+				t.Errorf("%s: %d data volumes for %d PostgreSQL nodes", rp.Name, len(vols), counts["postgres"])
+			}
+			for id, v := range vols {
+				p := props(v)
+				if p["Encrypted"] != true || p["VolumeType"] != "gp3" || p["Size"] != float64(cfg.Instances.DataVolumeGiB) || v["DeletionPolicy"] != "Retain" {
+					t.Errorf("%s: volume %s: %s (deletion %v)", rp.Name, id, toJSON(p), v["DeletionPolicy"])
+				}
+			}
+			check(t, rp.Name+": IMDSv2 on every instance", func() {
+				tt := assertions.Template_FromJSON(&tpl, nil)
+				tt.AllResourcesProperties(jsii.String("AWS::EC2::Instance"), &map[string]any{
+					"MetadataOptions": assertions.Match_ObjectLike(&map[string]any{"HttpTokens": "required"}),
+				})
+				tt.ResourceCountIs(jsii.String("AWS::EC2::Instance"), jsii.Number(float64(len(want))))
+			})
+		}
+	})
+}
+
+// ingressRules lists a template's inbound rules as "<role> <port> from
+// <role or CIDR>", sorted.
+func ingressRules(t *testing.T, tpl map[string]any) []string {
+	t.Helper()
+	roleOf := map[string]string{}
+	for id := range resources(tpl, "AWS::EC2::SecurityGroup") {
+		if strings.HasPrefix(id, "HealthCheck") {
+			roleOf[id] = "healthcheck"
+		}
+		for _, role := range []string{"Postgres", "Etcd", "HAProxy", "App"} {
+			if strings.HasPrefix(id, "Firewall"+role) {
+				roleOf[id] = strings.ToLower(role)
+			}
+		}
+	}
+	var out []string
+	add := func(to string, rule map[string]any) {
+		from, _ := rule["CidrIp"].(string)
+		if from == "" {
+			from, _ = rule["CidrIpv6"].(string)
+		}
+		if ref, ok := rule["SourceSecurityGroupId"].(map[string]any); ok {
+			ga := ref["Fn::GetAtt"].([]any)
+			from = roleOf[ga[0].(string)]
+		}
+		port := int(rule["FromPort"].(float64))
+		if rule["ToPort"].(float64) != rule["FromPort"].(float64) || rule["IpProtocol"] != "tcp" {
+			t.Errorf("rule on %s is not one TCP port: %s", to, toJSON(rule))
+		}
+		out = append(out, fmt.Sprintf("%s %d from %s", to, port, from))
+	}
+	for id, sg := range resources(tpl, "AWS::EC2::SecurityGroup") {
+		rules, _ := props(sg)["SecurityGroupIngress"].([]any)
+		for _, r := range rules {
+			add(roleOf[id], r.(map[string]any))
+		}
+	}
+	for _, r := range resources(tpl, "AWS::EC2::SecurityGroupIngress") {
+		p := props(r)
+		to := roleOf[p["GroupId"].(map[string]any)["Fn::GetAtt"].([]any)[0].(string)]
+		add(to, p)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func TestSecurityGroups(t *testing.T) {
+	s := synth(t, "default")
+	want := map[string][]string{
+		"eu-west-3": {
+			"etcd 2379 from 10.12.0.0/16", "etcd 2379 from postgres", "etcd 2380 from 10.12.0.0/16", "etcd 2380 from etcd",
+			"app 5000 from healthcheck",
+			"haproxy 5000 from 10.12.0.0/16", "haproxy 5000 from app", "haproxy 5000 from healthcheck",
+			"postgres 5432 from 10.12.0.0/16", "postgres 5432 from haproxy", "postgres 5432 from postgres",
+			"postgres 8008 from 10.12.0.0/16", "postgres 8008 from haproxy", "postgres 8008 from healthcheck", "postgres 8008 from postgres",
+		},
+		"eu-west-1": {
+			"etcd 2379 from 10.11.0.0/16", "etcd 2379 from postgres", "etcd 2380 from 10.11.0.0/16",
+			"haproxy 5000 from 10.11.0.0/16", "haproxy 5000 from healthcheck",
+			"postgres 5432 from 10.11.0.0/16", "postgres 5432 from haproxy",
+			"postgres 8008 from 10.11.0.0/16", "postgres 8008 from haproxy", "postgres 8008 from healthcheck",
+		},
+	}
+	for region, w := range want {
+		got := ingressRules(t, s.templates[stacks.StackName(s.plan.Config, region)])
+		sort.Strings(w)
+		if !slices.Equal(got, w) {
+			t.Errorf("%s ingress:\n got %q\nwant %q", region, got, w)
+		}
+	}
+	// The witness holds one etcd member: only etcd's ports, only from the
+	// data regions.
+	ws := synth(t, "witness")
+	got := ingressRules(t, ws.templates[stacks.StackName(ws.plan.Config, "eu-central-1")])
+	w := []string{"etcd 2379 from 10.11.0.0/16", "etcd 2379 from 10.12.0.0/16", "etcd 2380 from 10.11.0.0/16", "etcd 2380 from 10.12.0.0/16"}
+	if !slices.Equal(got, w) {
+		t.Errorf("witness ingress:\n got %q\nwant %q", got, w)
+	}
+}
+
+func TestNoOpenIngressNorSSH(t *testing.T) {
+	forEachConfig(t, func(t *testing.T, s *synthesized) {
+		for name, tpl := range s.templates {
+			for _, r := range ingressRules(t, tpl) {
+				if strings.HasSuffix(r, "from 0.0.0.0/0") || strings.HasSuffix(r, "from ::/0") || strings.Contains(r, " 22 from") {
+					t.Errorf("%s: %s", name, r)
+				}
+			}
+			for id, sg := range resources(tpl, "AWS::EC2::SecurityGroup") {
+				for _, e := range props(sg)["SecurityGroupEgress"].([]any) {
+					m := e.(map[string]any)
+					if m["IpProtocol"] == "-1" {
+						t.Errorf("%s: %s allows all egress", name, id)
+					}
+				}
+			}
+		}
+	})
+}
+
+func TestAppAllowedCIDRs(t *testing.T) {
+	ctx := cdkContext(t)
+	ctx[cluster.ContextKey] = map[string]any{"app": map[string]any{"allowedCidrs": []any{"203.0.113.0/24"}}}
+	dir := filepath.Join(tmpRoot, "allowed")
+	_, st, err := newApp(appOptions{Context: ctx, Outdir: dir, SourceDir: "."})
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(t, "app port open to app.allowedCidrs only", func() {
+		tt := assertions.Template_FromStack(st[0].Stack, nil)
+		tt.HasResourceProperties(jsii.String("AWS::EC2::SecurityGroup"), &map[string]any{
+			"SecurityGroupIngress": assertions.Match_ArrayWith(&[]any{assertions.Match_ObjectLike(&map[string]any{
+				"CidrIp": "203.0.113.0/24", "FromPort": 5000, "ToPort": 5000, "IpProtocol": "tcp",
+			})}),
+		})
+		tt.HasOutput(jsii.String("App1PublicEndpoint"), &map[string]any{})
+	})
+}
+
+func TestSecrets(t *testing.T) {
+	forEachConfig(t, func(t *testing.T, s *synthesized) {
+		cfg := s.plan.Config
+		primary := s.templates[stacks.StackName(cfg, s.plan.Primary().Name)]
+		var replicas []any
+		for _, r := range s.plan.Regions[1:] {
+			if !r.Witness {
+				replicas = append(replicas, map[string]any{"Region": r.Name})
+			}
+		}
+		sec := resources(primary, "AWS::SecretsManager::Secret")
+		var names []string
+		for id, r := range sec {
+			p := props(r)
+			names = append(names, p["Name"].(string))
+			gen := p["GenerateSecretString"].(map[string]any)
+			if gen["ExcludePunctuation"] != true || gen["PasswordLength"] != float64(32) {
+				t.Errorf("secret %s generates %v", id, gen)
+			}
+			if !reflect.DeepEqual(p["ReplicaRegions"], replicas) {
+				t.Errorf("secret %s replicated to %v, want %v", id, p["ReplicaRegions"], replicas)
+			}
+			if r["DeletionPolicy"] != "Retain" {
+				t.Errorf("secret %s is not retained", id)
+			}
+		}
+		var want []string
+		for _, n := range cluster.Secrets {
+			want = append(want, cfg.SecretName(n))
+		}
+		sort.Strings(names)
+		sort.Strings(want)
+		if !slices.Equal(names, want) {
+			t.Errorf("secrets %v, want %v", names, want)
+		}
+		for _, r := range s.plan.Regions[1:] {
+			tpl := s.templates[stacks.StackName(cfg, r.Name)]
+			if n := len(resources(tpl, "AWS::SecretsManager::Secret")); n != 0 {
+				t.Errorf("%s creates %d secrets; only the primary does", r.Name, n)
+			}
+			all := toJSON(resources(tpl, "AWS::IAM::Policy"))
+			for _, n := range cluster.Secrets {
+				arn := ":secret:" + cfg.SecretName(n) + "-??????"
+				if got := strings.Contains(all, arn); got != !r.Witness {
+					t.Errorf("%s: grant on the replica %s: %v", r.Name, arn, got)
+				}
+			}
+		}
+	})
+}
+
+// TestSecretGrants checks each role reads only the secrets it needs.
+func TestSecretGrants(t *testing.T) {
+	s := synth(t, "default")
+	tpl := s.templates[stacks.StackName(s.plan.Config, "eu-west-3")]
+	policies := resources(tpl, "AWS::IAM::Policy")
+	for _, c := range []struct {
+		prefix string
+		role   cluster.Role
+	}{{"PostgresRole", cluster.RolePostgres}, {"EtcdRole", cluster.RoleEtcd}, {"HAProxyRole", cluster.RoleHAProxy}, {"AppRole", cluster.RoleApp}} {
+		var doc string
+		for id, p := range policies {
+			if strings.HasPrefix(id, c.prefix) {
+				doc += toJSON(p)
+			}
+		}
+		for _, sec := range []struct{ id, name string }{{"SecretsSuperuser", "superuser"}, {"SecretsReplication", "replication"}, {"SecretsApp", "app"}, {"SecretsHealth", "health"}} {
+			got := regexp.MustCompile(`"Ref":"` + sec.id + `[0-9A-F]{8}"`).MatchString(doc)
+			want := slices.Contains(cluster.SecretsFor(c.role), cluster.Secret(sec.name))
+			if got != want {
+				t.Errorf("%s reads %s: %v, want %v", c.role, sec.name, got, want)
+			}
+		}
+	}
+}
+
+// TestStableLogicalIDs pins the logical IDs of stateful resources:
+// changing one replaces the resource (and loses its data).
+func TestStableLogicalIDs(t *testing.T) {
+	s := synth(t, "default")
+	want := map[string][]string{
+		"eu-west-3": {
+			"Postgrespg1InstanceB508AB5B", "Postgrespg1Data2608BEA1", "Postgrespg2Instance08AAE64E", "Postgrespg2DataEB6F5B09",
+			"Etcdetcd1Instance60766AA8", "Etcdetcd2Instance4B026FBE", "HAProxyhaproxy1Instance2DAC6544", "Appapp1Instance8C27BE0B",
+			"SecretsSuperuserDF00726A", "SecretsReplicationC5EAF607", "SecretsAppA939B7EC", "SecretsHealth82DD5BE5",
+			"NetworkVpc7FB7348F", "Peeringeuwest1Connection51FA3870",
+		},
+		"eu-west-1": {
+			"Postgrespg3Instance33C2826B", "Postgrespg3DataC232F493", "Etcdetcd3Instance98E0F12C", "HAProxyhaproxy2Instance45B49D12",
+			"NetworkVpc7FB7348F",
+		},
+	}
+	for region, ids := range want {
+		res := s.templates[stacks.StackName(s.plan.Config, region)]["Resources"].(map[string]any)
+		for _, id := range ids {
+			if _, ok := res[id]; !ok {
+				t.Errorf("%s: no resource %s: a stateful resource's logical ID changed", region, id)
+			}
+		}
+	}
+}
+
+func TestOutputs(t *testing.T) {
+	forEachConfig(t, func(t *testing.T, s *synthesized) {
+		for _, rp := range s.plan.Regions {
+			tpl := s.templates[stacks.StackName(s.plan.Config, rp.Name)]
+			outputs, _ := tpl["Outputs"].(map[string]any)
+			all := toJSON(outputs)
+			for _, n := range s.plan.InRegion(rp.Name) {
+				id := strings.ToUpper(n.Name[:1]) + n.Name[1:]
+				switch n.Role {
+				case cluster.RolePostgres:
+					for _, o := range []string{id + "Session", id + "PatroniList"} {
+						if _, ok := outputs[o]; !ok {
+							t.Errorf("%s: no output %s", rp.Name, o)
+						}
+					}
+				case cluster.RoleApp:
+					for _, o := range []string{id + "Endpoint", id + "PortForward"} {
+						if _, ok := outputs[o]; !ok {
+							t.Errorf("%s: no output %s", rp.Name, o)
+						}
+					}
+				}
+			}
+			for _, w := range []string{"aws ssm start-session --region " + rp.Name + " --target "} {
+				if len(s.plan.InRegion(rp.Name)) > 1 && !strings.Contains(all, w) {
+					t.Errorf("%s: outputs lack %q", rp.Name, w)
+				}
+			}
+			if s.plan.InRegion(rp.Name)[0].Role == cluster.RolePostgres &&
+				!strings.Contains(all, "sudo -u postgres patronictl -c "+render.PatroniConfig+" list") {
+				t.Errorf("%s: no patronictl list command in %s", rp.Name, all)
+			}
+		}
+	})
+}
+
+// userData returns an instance's user data with CloudFormation's
+// substitutions replaced by placeholders at least as long as their values.
+func userData(t *testing.T, in map[string]any) string {
+	t.Helper()
+	ud := props(in)["UserData"].(map[string]any)["Fn::Base64"]
+	var flat func(v any) string
+	flat = func(v any) string {
+		switch x := v.(type) {
+		case string:
+			return x
+		case map[string]any:
+			if j, ok := x["Fn::Join"].([]any); ok {
+				var parts []string
+				for _, p := range j[1].([]any) {
+					parts = append(parts, flat(p))
+				}
+				return strings.Join(parts, j[0].(string))
+			}
+			if sub, ok := x["Fn::Sub"].(string); ok {
+				return regexp.MustCompile(`\$\{[^}]*\}`).ReplaceAllString(sub, strings.Repeat("x", 20))
+			}
+			return strings.Repeat("x", 64) // a Ref or GetAtt
+		}
+		t.Fatalf("unexpected user data part %v", v)
+		return ""
+	}
+	return flat(ud)
+}
+
+func TestUserData(t *testing.T) {
+	forEachConfig(t, func(t *testing.T, s *synthesized) {
+		for name, tpl := range s.templates {
+			for _, in := range resources(tpl, "AWS::EC2::Instance") {
+				ud := userData(t, in)
+				node := tag(in, "Name")
+				if len(ud) > render.MaxUserData {
+					t.Errorf("%s %s: user data %d bytes > %d", name, node, len(ud), render.MaxUserData)
+				}
+				if !strings.HasPrefix(ud, "#!/bin/bash\n") {
+					t.Errorf("%s %s: user data is not the boot script", name, node)
+				}
+				if strings.Contains(ud, "resolve:secretsmanager") {
+					t.Errorf("%s %s: user data resolves a secret at deploy time", name, node)
+				}
+				t.Logf("%s %s: user data %d bytes", name, node, len(ud))
+			}
+		}
+	})
+}
+
+var leaks = []*regexp.Regexp{
+	regexp.MustCompile(`-----BEGIN [A-Z ]*PRIVATE KEY-----`),
+	regexp.MustCompile(`\bA[SK]IA[0-9A-Z]{16}\b`),
+	regexp.MustCompile(`(?i)"(SecretString|SecretStringValue|MasterUserPassword|Password)"\s*:`),
+	regexp.MustCompile(`(?i)(PATRONI_[A-Z]+_PASSWORD|PGHA_[A-Z]+_PASSWORD)=[A-Za-z0-9]`),
+	// A URL with a password in it; a format verb (%s) is source code.
+	regexp.MustCompile(`(?i)postgres(ql)?://[^:@/\s"]+:[^%@/\s"]+@`),
+	regexp.MustCompile(`\{\{resolve:secretsmanager:`),
+}
+
+// TestNoSecretMaterialInAssembly scans every file of the cloud assembly.
+func TestNoSecretMaterialInAssembly(t *testing.T) {
+	forEachConfig(t, func(t *testing.T, s *synthesized) {
+		n := 0
+		err := filepath.WalkDir(s.dir, func(path string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return err
+			}
+			data, err := os.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			n++
+			for _, re := range leaks {
+				if loc := re.FindIndex(data); loc != nil {
+					t.Errorf("%s: %q matches %s", path, data[loc[0]:loc[1]], re)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("scanned %d files", n)
+	})
+}
+
+// TestAppImageAsset checks what `cdk deploy` would build: the staged build
+// context holds only go.mod, go.sum, app/ and internal/.
+func TestAppImageAsset(t *testing.T) {
+	s := synth(t, "default")
+	data, err := os.ReadFile(filepath.Join(s.dir, stacks.StackName(s.plan.Config, "eu-west-3")+".assets.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m struct {
+		DockerImages map[string]struct {
+			Source struct {
+				Directory  string `json:"directory"`
+				DockerFile string `json:"dockerFile"`
+				Platform   string `json:"platform"`
+			} `json:"source"`
+		} `json:"dockerImages"`
+	}
+	if err := json.Unmarshal(data, &m); err != nil {
+		t.Fatal(err)
+	}
+	if len(m.DockerImages) != 1 {
+		t.Fatalf("%d docker images, want 1", len(m.DockerImages))
+	}
+	for _, img := range m.DockerImages {
+		if img.Source.DockerFile != app.Dockerfile || img.Source.Platform != "linux/arm64" {
+			t.Errorf("image built from %s for %s", img.Source.DockerFile, img.Source.Platform)
+		}
+		root := filepath.Join(s.dir, img.Source.Directory)
+		var files []string
+		filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+			if err == nil && !d.IsDir() {
+				rel, _ := filepath.Rel(root, path)
+				files = append(files, rel)
+			}
+			return err
+		})
+		for _, f := range files {
+			top := strings.SplitN(f, string(filepath.Separator), 2)[0]
+			if !slices.Contains(app.BuildContext, top) {
+				t.Errorf("staged %s: not part of the app's build context", f)
+			}
+		}
+		for _, must := range []string{"go.mod", "go.sum"} {
+			if !slices.Contains(files, must) {
+				t.Errorf("%s not staged", must)
+			}
+		}
+		if _, err := os.Stat(app.Dockerfile); err == nil && !slices.Contains(files, app.Dockerfile) {
+			t.Errorf("%s not staged", app.Dockerfile)
+		}
+		t.Logf("staged %d files", len(files))
+	}
+}
+
+// TestNag checks that cdk-nag's AwsSolutions pack finds nothing unsuppressed
+// in any stack.
+func TestNag(t *testing.T) {
+	forEachConfig(t, func(t *testing.T, s *synthesized) {
+		for _, st := range s.stacks {
+			name := *st.StackName()
+			data, err := os.ReadFile(filepath.Join(s.dir, name+".metadata.json"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var md map[string][]struct {
+				Type string `json:"type"`
+				Data any    `json:"data"`
+			}
+			if err := json.Unmarshal(data, &md); err != nil {
+				t.Fatal(err)
+			}
+			for path, entries := range md {
+				for _, e := range entries {
+					if e.Type == "aws:cdk:error" || (e.Type == "aws:cdk:warning" && strings.Contains(toJSON(e.Data), "AwsSolutions")) {
+						t.Errorf("%s %s: %s", path, e.Type, toJSON(e.Data))
+					}
+				}
+			}
+			check(t, name+": annotations", func() {
+				a := assertions.Annotations_FromStack(st.Stack)
+				errs := a.FindError(jsii.String("*"), assertions.Match_StringLikeRegexp(jsii.String("AwsSolutions-.*")))
+				warns := a.FindWarning(jsii.String("*"), assertions.Match_StringLikeRegexp(jsii.String("AwsSolutions-.*")))
+				if len(*errs)+len(*warns) > 0 {
+					t.Errorf("%s: %d AwsSolutions errors and %d warnings", name, len(*errs), len(*warns))
+				}
+			})
+		}
+	})
+}
+
+func TestSynthTime(t *testing.T) {
+	s := synth(t, "default")
+	t.Logf("first synth in this process: %s", s.took)
+	start := time.Now()
+	a, _, err := newApp(appOptions{Context: cdkContext(t), Outdir: filepath.Join(tmpRoot, "warm"), SourceDir: "."})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Synth(nil)
+	t.Logf("warm synth of the default app: %s", time.Since(start))
+	for name := range s.templates {
+		fi, err := os.Stat(filepath.Join(s.dir, name+".template.json"))
+		if err == nil {
+			t.Logf("%s.template.json: %d bytes", name, fi.Size())
+		}
+	}
+}
+
+// TestCLISynth runs `cdk synth` through the CDK CLI, with no credentials.
+func TestCLISynth(t *testing.T) {
+	cdk := filepath.Join(".cdk-cli", "node_modules", ".bin", "cdk")
+	if _, err := os.Stat(cdk); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("the CDK CLI is missing (npm install --prefix .cdk-cli aws-cdk): %v", err)
+		}
+		t.Skip("the CDK CLI is not installed: npm install --prefix .cdk-cli aws-cdk")
+	}
+	out := filepath.Join(tmpRoot, "cli")
+	cmd := exec.Command(cdk, "synth", "--quiet", "--output", out)
+	cmd.Env = append(os.Environ(), "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20")
+	start := time.Now()
+	b, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("cdk synth: %v\n%s", err, b)
+	}
+	t.Logf("cdk synth: %s", time.Since(start))
+	for _, r := range []string{"eu-west-3", "eu-west-1"} {
+		if _, err := os.Stat(filepath.Join(out, "pgha-"+r+".template.json")); err != nil {
+			t.Errorf("cdk synth wrote no template for %s: %v", r, err)
+		}
+	}
+}
