@@ -597,6 +597,32 @@ func TestAppAllowedCIDRs(t *testing.T) {
 	})
 }
 
+func TestPinnedImages(t *testing.T) {
+	ctx := cdkContext(t)
+	ctx[cluster.ContextKey] = map[string]any{"instances": map[string]any{"images": map[string]any{"eu-west-3": "ami-0123456789abcdef0"}}}
+	_, st, err := newApp(appOptions{Context: ctx, Outdir: filepath.Join(tmpRoot, "pinned"), SourceDir: "."})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, stack := range st {
+		tpl := assertions.Template_FromStack(stack.Stack, nil)
+		images := map[string]bool{}
+		for _, r := range resources(*tpl.ToJSON(), "AWS::EC2::Instance") {
+			images[toJSON(props(r)["ImageId"])] = true
+		}
+		params := toJSON(tpl.ToJSON())
+		pinned := stack.Region.Name == "eu-west-3"
+		switch {
+		case pinned && (len(images) != 1 || !images[`"ami-0123456789abcdef0"`]):
+			t.Errorf("%s: instance images %v, want only the pinned ami-0123456789abcdef0", *stack.StackName(), images)
+		case pinned && strings.Contains(params, "/aws/service/debian"):
+			t.Errorf("%s: still reads Debian's SSM parameter although its image is pinned", *stack.StackName())
+		case !pinned && images[`"ami-0123456789abcdef0"`]:
+			t.Errorf("%s: uses eu-west-3's pinned image", *stack.StackName())
+		}
+	}
+}
+
 func TestSecrets(t *testing.T) {
 	forEachConfig(t, func(t *testing.T, s *synthesized) {
 		cfg := s.plan.Config

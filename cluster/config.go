@@ -109,6 +109,13 @@ type Instances struct {
 	DataVolumeGiB int `json:"dataVolumeGiB"`
 	// RootVolumeGiB is the size of every instance's root volume. Default: 16.
 	RootVolumeGiB int `json:"rootVolumeGiB"`
+	// Images pins the AMI per region ({"eu-west-3": "ami-..."}). A region
+	// without one takes Debian 13's latest AMI from Debian's SSM public
+	// parameter at each deploy — and a new image there means CloudFormation
+	// replaces the instances, which their fixed IPs and termination
+	// protection refuse: pin the images after the first deploy.
+	// Default: none.
+	Images map[string]string `json:"images,omitempty"`
 }
 
 // Postgres holds PostgreSQL settings.

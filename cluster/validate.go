@@ -15,6 +15,7 @@ var (
 	instanceTypeRE = regexp.MustCompile(`^([a-z]+[0-9]+)([a-z-]*)\.[a-z0-9]+$`)
 	parameterRE    = regexp.MustCompile(`^[a-z_][a-z0-9_.]*$`)
 	databaseRE     = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
+	amiRE          = regexp.MustCompile(`^ami-([0-9a-f]{8}|[0-9a-f]{17})$`)
 )
 
 // managedParameters are PostgreSQL settings that pgha and Patroni set
@@ -130,6 +131,15 @@ func (c Config) Validate() error {
 	}
 
 	c.Instances.validate(v)
+	for _, region := range sortedKeys(c.Instances.Images) {
+		field := "instances.images." + region
+		if _, ok := regionNames[region]; !ok {
+			v.addf(field, region, "is not one of the cluster's regions")
+		}
+		if ami := c.Instances.Images[region]; !amiRE.MatchString(ami) {
+			v.addf(field, ami, "is not an AMI id (like ami-0123456789abcdef0)")
+		}
+	}
 	c.Postgres.validate(v)
 	c.Patroni.validate(v)
 	c.Etcd.validate(v)

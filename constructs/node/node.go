@@ -106,11 +106,15 @@ func NewNode(scope constructs.Construct, id string, props *NodeProps) *Node {
 	if cfg.Instances.Architecture == "x86_64" {
 		arch = "amd64"
 	}
+	image := awsec2.MachineImage_FromSsmParameter(jsii.String(DebianImageParameter(arch)), &awsec2.SsmParameterImageOptions{Os: awsec2.OperatingSystemType_LINUX})
+	if ami, ok := cfg.Instances.Images[n.Region]; ok {
+		image = awsec2.MachineImage_GenericLinux(&map[string]*string{n.Region: jsii.String(ami)}, nil)
+	}
 	instance := awsec2.NewInstance(this, jsii.String("Instance"), &awsec2.InstanceProps{
 		Vpc:           props.Vpc,
 		VpcSubnets:    &awsec2.SubnetSelection{Subnets: &[]awsec2.ISubnet{props.Subnet}},
 		InstanceType:  awsec2.NewInstanceType(jsii.String(props.InstanceType)),
-		MachineImage:  awsec2.MachineImage_FromSsmParameter(jsii.String(DebianImageParameter(arch)), &awsec2.SsmParameterImageOptions{Os: awsec2.OperatingSystemType_LINUX}),
+		MachineImage:  image,
 		UserData:      awsec2.UserData_Custom(jsii.String(script)),
 		SecurityGroup: props.SecurityGroup,
 		Role:          props.Role,
