@@ -1,0 +1,232 @@
+// Command pgha-local runs a pgha cluster on this machine with the real
+// daemons (see package local): up, status, fault, switchover, down.
+//
+//	sudo go run ./cmd/pgha-local up [--config FILE] [--dir DIR] [--foreground]
+//	sudo go run ./cmd/pgha-local status [--json]
+//	sudo go run ./cmd/pgha-local fault kill|stop|cont|isolate|heal TARGET
+//	sudo go run ./cmd/pgha-local switchover [--to NODE]
+//	sudo go run ./cmd/pgha-local down
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/pgha/pgha/cluster"
+	"github.com/pgha/pgha/local"
+)
+
+const usage = `usage: pgha-local COMMAND [flags]
+
+  up [--config FILE] [--foreground]   bring the cluster up; return when ready
+  status [--json]                     nodes, HAProxy endpoints, app URL
+  fault KIND TARGET                   KIND: kill, stop, cont, isolate, heal;
+                                      TARGET: a node, "leader", or (isolate,
+                                      heal) a region
+  switchover [--to NODE]              planned leader change through Patroni
+  down                                stop everything and remove it
+
+Every command takes --dir DIR (default .pgha-local). Run as root.
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "pgha-local:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	cmd, args := args[0], args[1:]
+	fs := flag.NewFlagSet("pgha-local "+cmd, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dir := fs.String("dir", local.DefaultDir, "directory for node data, logs, secrets and state")
+	switch cmd {
+	case "up":
+		configFile := fs.String("config", "", "JSON of the pgha configuration (default: the pgha key of ./cdk.json's context, else the defaults)")
+		foreground := fs.Bool("foreground", false, "stay until Ctrl-C, then tear down")
+		if err := parseNone(fs, args); err != nil {
+			return err
+		}
+		return up(ctx, *dir, *configFile, *foreground, stdout, stderr)
+	case "status":
+		asJSON := fs.Bool("json", false, "print JSON")
+		if err := parseNone(fs, args); err != nil {
+			return err
+		}
+		c, err := local.Open(*dir)
+		if err != nil {
+			return err
+		}
+		st, err := c.Status(ctx)
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			enc := json.NewEncoder(stdout)
+			enc.SetIndent("", "  ")
+			return enc.Encode(st)
+		}
+		printStatus(stdout, st)
+		return nil
+	case "fault":
+		pos, err := parseInterspersed(fs, args)
+		if err != nil {
+			return err
+		}
+		if len(pos) != 2 {
+			return errors.New("usage: pgha-local fault kill|stop|cont|isolate|heal TARGET")
+		}
+		c, err := local.Open(*dir)
+		if err != nil {
+			return err
+		}
+		c.SetLog(stderr)
+		nodes, err := c.Fault(ctx, local.Fault(pos[0]), pos[1])
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "%s: %s\n", pos[0], strings.Join(nodes, ", "))
+		return nil
+	case "switchover":
+		to := fs.String("to", "", "the new leader (default: Patroni picks)")
+		if err := parseNone(fs, args); err != nil {
+			return err
+		}
+		c, err := local.Open(*dir)
+		if err != nil {
+			return err
+		}
+		leader, took, err := c.Switchover(ctx, *to)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "%s leads, after %s\n", leader, took.Round(10*time.Millisecond))
+		return nil
+	case "down":
+		if err := parseNone(fs, args); err != nil {
+			return err
+		}
+		c, err := local.Open(*dir)
+		if err != nil {
+			return err
+		}
+		c.SetLog(stderr)
+		return c.Down(context.WithoutCancel(ctx))
+	default:
+		fmt.Fprint(stderr, usage)
+		return fmt.Errorf("unknown command %q", cmd)
+	}
+}
+
+// parseInterspersed parses flags placed before, between or after the
+// positional arguments, and returns the positional ones.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		if fs.NArg() == 0 {
+			return pos, nil
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+}
+
+// parseNone parses flags and rejects positional arguments.
+func parseNone(fs *flag.FlagSet, args []string) error {
+	pos, err := parseInterspersed(fs, args)
+	if err == nil && len(pos) > 0 {
+		err = fmt.Errorf("%s: unexpected argument %q", fs.Name(), pos[0])
+	}
+	return err
+}
+
+func up(ctx context.Context, dir, configFile string, foreground bool, stdout, stderr io.Writer) error {
+	cfg, err := loadConfig(configFile)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	c, err := local.Up(ctx, local.Options{Dir: dir, Config: &cfg, Log: stderr})
+	if err != nil {
+		return err
+	}
+	st, err := c.Status(ctx)
+	if err != nil {
+		return err
+	}
+	printStatus(stdout, st)
+	fmt.Fprintf(stdout, "\nready in %s\n", time.Since(start).Round(100*time.Millisecond))
+	if !foreground {
+		fmt.Fprintf(stdout, "daemons keep running; `pgha-local down` removes everything\n")
+		return nil
+	}
+	fmt.Fprintf(stdout, "Ctrl-C tears the cluster down\n")
+	<-ctx.Done()
+	return c.Down(context.WithoutCancel(ctx))
+}
+
+// loadConfig reads the configuration: FILE, else the pgha key of
+// ./cdk.json's context, else the defaults.
+func loadConfig(file string) (cluster.Config, error) {
+	if file != "" {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return cluster.Config{}, err
+		}
+		return cluster.Parse(b)
+	}
+	b, err := os.ReadFile("cdk.json")
+	if errors.Is(err, os.ErrNotExist) {
+		return cluster.Default(), nil
+	}
+	if err != nil {
+		return cluster.Config{}, err
+	}
+	var cdk struct {
+		Context map[string]any `json:"context"`
+	}
+	if err := json.Unmarshal(b, &cdk); err != nil {
+		return cluster.Config{}, fmt.Errorf("cdk.json: %w", err)
+	}
+	return cluster.FromContext(cdk.Context[cluster.ContextKey])
+}
+
+func printStatus(w io.Writer, st local.Status) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "NODE\tROLE\tREGION\tADDRESS\tSTATE\tLEADER")
+	for _, n := range st.Nodes {
+		leader := ""
+		if n.Leader {
+			leader = "*"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", n.Name, n.Role, n.Region, n.Address, n.State, leader)
+	}
+	tw.Flush()
+	fmt.Fprintln(w)
+	for _, h := range st.HAProxy {
+		fmt.Fprintf(w, "HAProxy %s (%s): write %s, read %s\n", h.Name, h.Region, h.Write, h.Read)
+	}
+	for _, a := range st.App {
+		fmt.Fprintf(w, "app %s (%s): %s\n", a.Name, a.Region, a.URL)
+	}
+}

@@ -1,0 +1,318 @@
+package local
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pgha/pgha/internal/hostlock"
+)
+
+// skipOrFail skips the test with reason, or fails it when CI is set.
+func skipOrFail(t *testing.T, reason string) {
+	t.Helper()
+	if os.Getenv("CI") != "" {
+		t.Fatal(reason)
+	}
+	t.Skip(reason)
+}
+
+// testLog writes each line to t.Log.
+type testLog struct{ t *testing.T }
+
+func (l testLog) Write(b []byte) (int, error) {
+	l.t.Log(strings.TrimRight(string(b), "\n"))
+	return len(b), nil
+}
+
+// TestEndToEnd brings up the default topology with the real daemons,
+// writes and reads through HAProxy, uses the app, kills the leader, heals
+// it, and checks that Down leaves nothing behind.
+func TestEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts the whole cluster (about a minute)")
+	}
+	if os.Geteuid() != 0 {
+		skipOrFail(t, "needs root: network namespaces, mounts, chroot")
+	}
+	// Only one local cluster fits on a machine: wait for another test's
+	// (the drills', say) to go.
+	hostlock.Lock(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	if err := EnsureRootFS(ctx, DefaultRootFS, testLog{t}); err != nil {
+		if errors.Is(err, ErrNoDebootstrap) {
+			skipOrFail(t, err.Error())
+		}
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	t.Cleanup(func() { dumpLogsOnFailure(t, filepath.Join(dir, "logs")) })
+	start := time.Now()
+	c, err := Up(ctx, Options{Dir: dir, Log: testLog{t}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	downed := false
+	t.Cleanup(func() {
+		if !downed {
+			if err := c.Down(context.Background()); err != nil {
+				t.Errorf("Down: %v", err)
+			}
+		}
+	})
+	t.Logf("up and ready in %s", time.Since(start).Round(100*time.Millisecond))
+
+	t.Run("status", func(t *testing.T) {
+		st, err := c.Status(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := json.Marshal(st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkStatusShape(t, b)
+		leaders, streaming := 0, 0
+		for _, n := range st.Nodes {
+			if n.Leader {
+				leaders++
+			}
+			if n.Role == "postgres" && n.State == "streaming" {
+				streaming++
+			}
+			if n.Role != "postgres" && n.State != StateRunning {
+				t.Errorf("%s is %s", n.Name, n.State)
+			}
+		}
+		if leaders != 1 || streaming != 2 {
+			t.Errorf("%d leaders and %d streaming replicas, want 1 and 2: %s", leaders, streaming, b)
+		}
+		if len(st.HAProxy) != 2 || len(st.App) != 1 || st.App[0].URL != "http://10.11.0.40:5000" {
+			t.Errorf("endpoints: %s", b)
+		}
+	})
+
+	t.Run("write then read through HAProxy", func(t *testing.T) {
+		w := connect(ctx, t, c, c.HAProxyAddrs()[0])
+		if _, err := w.Exec(ctx, `CREATE TABLE e2e (v text); INSERT INTO e2e VALUES ('hello')`); err != nil {
+			t.Fatal(err)
+		}
+		r := connect(ctx, t, c, c.HAProxyReadAddrs()[0])
+		var inRecovery bool
+		if err := r.QueryRow(ctx, `SELECT pg_is_in_recovery()`).Scan(&inRecovery); err != nil || !inRecovery {
+			t.Fatalf("read port reached a primary (in recovery %v, %v)", inRecovery, err)
+		}
+		// Only the synchronous standby is sure to have it already.
+		eventually(ctx, t, 10*time.Second, func() error {
+			var v string
+			return r.QueryRow(ctx, `SELECT v FROM e2e`).Scan(&v)
+		})
+	})
+
+	t.Run("app", func(t *testing.T) {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPut, c.AppURL()+"/hello/alice", strings.NewReader(`{"dateOfBirth":"1990-05-17"}`))
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNoContent {
+			t.Fatalf("PUT /hello/alice: %s", resp.Status)
+		}
+		resp, err = http.Get(c.AppURL() + "/hello/alice")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "alice") {
+			t.Fatalf("GET /hello/alice: %s %s", resp.Status, body)
+		}
+	})
+
+	t.Run("kill the leader, heal it", func(t *testing.T) {
+		old, err := c.Leader(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Fault(ctx, Kill, LeaderTarget); err != nil {
+			t.Fatal(err)
+		}
+		killed := time.Now()
+		var next string
+		eventually(ctx, t, 90*time.Second, func() error {
+			ms, err := c.Members(ctx)
+			if err != nil {
+				return err
+			}
+			for _, m := range ms {
+				if m.Role == "leader" && m.State == "running" && m.Name != old {
+					next = m.Name
+					return nil
+				}
+			}
+			return fmt.Errorf("no new leader: %+v", ms)
+		})
+		t.Logf("%s killed; %s leads after %s", old, next, time.Since(killed).Round(100*time.Millisecond))
+
+		if _, err := c.Fault(ctx, Heal, old); err != nil {
+			t.Fatal(err)
+		}
+		healed := time.Now()
+		eventually(ctx, t, 90*time.Second, func() error {
+			ms, err := c.Members(ctx)
+			if err != nil {
+				return err
+			}
+			i := slices.IndexFunc(ms, func(m Member) bool { return m.Name == old })
+			if i < 0 || ms[i].State != "streaming" {
+				return fmt.Errorf("%s not streaming: %+v", old, ms)
+			}
+			return nil
+		})
+		t.Logf("%s streams again %s after heal", old, time.Since(healed).Round(100*time.Millisecond))
+		if err := c.WaitReady(ctx); err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	t.Run("down leaves nothing behind", func(t *testing.T) {
+		var pids []proc
+		for _, n := range c.plan.Nodes {
+			pids = append(pids, c.procs(n.Name)...)
+		}
+		downed = true
+		if err := c.Down(ctx); err != nil {
+			t.Fatal(err)
+		}
+		for _, ns := range c.net().namespaces() {
+			if nsExists(ns) {
+				t.Errorf("namespace %s left", ns)
+			}
+		}
+		if _, err := os.Stat("/sys/class/net/" + rootLink); err == nil {
+			t.Errorf("veth %s left", rootLink)
+		}
+		for _, p := range pids {
+			if p.alive() {
+				t.Errorf("%s (pid %d) still runs", p.Service, p.PID)
+			}
+		}
+		if left := processesUsing(dir); len(left) > 0 {
+			t.Errorf("processes still using %s: %v", dir, left)
+		}
+		mounts, err := os.ReadFile("/proc/mounts")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(string(mounts), "\n") {
+			for _, ns := range c.net().namespaces() {
+				if strings.Contains(line, dir) || strings.Contains(line, DefaultRootFS) || strings.Contains(line, "/run/netns/"+ns+" ") {
+					t.Errorf("mount left: %s", line)
+				}
+			}
+		}
+		routes, err := os.ReadFile("/proc/net/route")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(string(routes), rootLink) {
+			t.Errorf("routes through %s left:\n%s", rootLink, routes)
+		}
+		for _, sub := range []string{"nodes", "secrets", "state.json"} {
+			if _, err := os.Stat(filepath.Join(dir, sub)); err == nil {
+				t.Errorf("%s left in %s", sub, dir)
+			}
+		}
+	})
+}
+
+// connect opens a connection through an HAProxy port, closed at the end of
+// the test.
+func connect(ctx context.Context, t *testing.T, c *Cluster, addr string) *pgx.Conn {
+	t.Helper()
+	dsn, err := c.ConnString(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return conn
+}
+
+// eventually retries f until it succeeds, failing the test after d.
+func eventually(ctx context.Context, t *testing.T, d time.Duration, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			t.Fatalf("after %s: %v", d, err)
+		}
+		time.Sleep(pollInterval)
+	}
+}
+
+// processesUsing lists processes whose command line mentions dir.
+func processesUsing(dir string) []string {
+	var out []string
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil || !strings.Contains(string(b), dir) {
+			continue
+		}
+		if state, _, err := procStat(atoi(e.Name())); err == nil && state != 'Z' {
+			out = append(out, e.Name()+": "+strings.ReplaceAll(string(b), "\x00", " "))
+		}
+	}
+	return out
+}
+
+func atoi(s string) int {
+	var n int
+	fmt.Sscan(s, &n)
+	return n
+}
+
+// dumpLogsOnFailure logs the end of every daemon's log when t failed.
+func dumpLogsOnFailure(t *testing.T, dir string) {
+	if !t.Failed() {
+		return
+	}
+	files, _ := filepath.Glob(filepath.Join(dir, "*.log"))
+	for _, f := range files {
+		fh, err := os.Open(f)
+		if err != nil {
+			continue
+		}
+		var lines []string
+		sc := bufio.NewScanner(fh)
+		for sc.Scan() {
+			lines = append(lines, sc.Text())
+		}
+		fh.Close()
+		lines = lines[max(0, len(lines)-15):]
+		t.Logf("---- %s\n%s", filepath.Base(f), strings.Join(lines, "\n"))
+	}
+}

@@ -1,0 +1,203 @@
+package local
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/pgha/pgha/cluster"
+)
+
+// Fault is a failure Fault injects, or heals.
+type Fault string
+
+// The faults.
+const (
+	// Kill SIGKILLs every process of a node: the host crashes and stays
+	// down until healed.
+	Kill Fault = "kill"
+	// Stop SIGSTOPs every process of a node: the host hangs.
+	Stop Fault = "stop"
+	// Cont SIGCONTs them again.
+	Cont Fault = "cont"
+	// Isolate sets the router side of a node's link, or of a region's
+	// link to the core router, down.
+	Isolate Fault = "isolate"
+	// Heal undoes any fault on a node or region: links up, SIGCONT, and
+	// the daemons that are not running started again (a rebooted host).
+	Heal Fault = "heal"
+)
+
+// Faults lists every fault.
+var Faults = []Fault{Kill, Stop, Cont, Isolate, Heal}
+
+// LeaderTarget is the target naming the current leader.
+const LeaderTarget = "leader"
+
+// target is what a fault applies to: nodes, or a region.
+type target struct {
+	nodes  []cluster.Node
+	region string // set when the target is a whole region
+}
+
+// resolveTarget turns a target name into nodes or a region. leader is the
+// current leader's name, used for LeaderTarget.
+func resolveTarget(p *cluster.Plan, f Fault, name, leader string) (target, error) {
+	if !slices.Contains(Faults, f) {
+		return target{}, fmt.Errorf("unknown fault %q (want one of %v)", f, Faults)
+	}
+	if name == LeaderTarget {
+		if leader == "" {
+			return target{}, errors.New("the cluster has no leader to target")
+		}
+		name = leader
+	}
+	if n, ok := p.Node(name); ok {
+		return target{nodes: []cluster.Node{n}}, nil
+	}
+	if _, ok := p.Region(name); ok {
+		if f != Isolate && f != Heal {
+			return target{}, fmt.Errorf("%s applies to a node, not to region %s (regions can be isolated and healed)", f, name)
+		}
+		return target{nodes: p.InRegion(name), region: name}, nil
+	}
+	var names []string
+	for _, n := range p.Nodes {
+		names = append(names, n.Name)
+	}
+	for _, r := range p.Regions {
+		names = append(names, r.Name)
+	}
+	return target{}, fmt.Errorf("unknown target %q (want %s, a node or a region: %s)", name, LeaderTarget, strings.Join(names, ", "))
+}
+
+// Fault injects fault f into target: a node name, LeaderTarget, or (for
+// Isolate and Heal) a region name. It returns the nodes it applied to.
+func (c *Cluster) Fault(ctx context.Context, f Fault, targetName string) ([]string, error) {
+	leader := ""
+	if targetName == LeaderTarget {
+		var err error
+		if leader, err = c.Leader(ctx); err != nil {
+			return nil, err
+		}
+	}
+	t, err := resolveTarget(c.plan, f, targetName, leader)
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, n := range t.nodes {
+		names = append(names, n.Name)
+	}
+	switch f {
+	case Kill:
+		n := t.nodes[0]
+		signalNS(nodeNS(n.Name), syscall.SIGKILL)
+		if !waitNSEmpty(ctx, nodeNS(n.Name), 10*time.Second) {
+			return names, fmt.Errorf("processes of %s still running after SIGKILL", n.Name)
+		}
+	case Stop:
+		signalNS(nodeNS(t.nodes[0].Name), syscall.SIGSTOP)
+	case Cont:
+		signalNS(nodeNS(t.nodes[0].Name), syscall.SIGCONT)
+	case Isolate:
+		if t.region != "" {
+			return names, setLink(ctx, coreNS, regionVeth(c.regionIndex(t.region)), false)
+		}
+		n := t.nodes[0]
+		return names, setLink(ctx, regionNS(n.Region), nodeVeth(n.Name), false)
+	case Heal:
+		if t.region != "" {
+			i := c.regionIndex(t.region)
+			if err := setLink(ctx, coreNS, regionVeth(i), true); err != nil {
+				return names, err
+			}
+			if err := ip(ctx, c.net().regionRoute(i)...); err != nil {
+				return names, err
+			}
+		}
+		for _, n := range t.nodes {
+			if err := setLink(ctx, regionNS(n.Region), nodeVeth(n.Name), true); err != nil {
+				return names, err
+			}
+			signalNS(nodeNS(n.Name), syscall.SIGCONT)
+			if err := c.restartDead(n); err != nil {
+				return names, err
+			}
+		}
+	}
+	return names, nil
+}
+
+func (c *Cluster) regionIndex(region string) int {
+	return slices.IndexFunc(c.plan.Regions, func(r cluster.RegionPlan) bool { return r.Name == region })
+}
+
+// Switchover moves the leader lock to node to (or, when to is "", to a
+// node Patroni picks) through Patroni's REST API, and waits until the new
+// leader runs. It returns the new leader and how long the change took.
+func (c *Cluster) Switchover(ctx context.Context, to string) (string, time.Duration, error) {
+	leader, err := c.Leader(ctx)
+	if err != nil {
+		return "", 0, err
+	}
+	if to != "" {
+		n, err := c.node(to)
+		if err != nil {
+			return "", 0, err
+		}
+		if n.Role != cluster.RolePostgres {
+			return "", 0, fmt.Errorf("%s is not a PostgreSQL node", to)
+		}
+		if to == leader {
+			return "", 0, fmt.Errorf("%s already leads", to)
+		}
+	}
+	ln, _ := c.plan.Node(leader)
+	req := map[string]string{"leader": leader}
+	if to != "" {
+		req["candidate"] = to
+	}
+	body, err := json.Marshal(req)
+	if err != nil {
+		return "", 0, err
+	}
+	start := time.Now()
+	post, err := http.NewRequestWithContext(ctx, http.MethodPost, patroniURL(ln.IP, "/switchover"), bytes.NewReader(body))
+	if err != nil {
+		return "", 0, err
+	}
+	post.Header.Set("Content-Type", "application/json")
+	// Patroni answers once the switchover is done or has failed.
+	resp, err := (&http.Client{Timeout: 60 * time.Second}).Do(post)
+	if err != nil {
+		return "", 0, fmt.Errorf("POST /switchover to %s: %w", leader, err)
+	}
+	msg, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return "", 0, fmt.Errorf("POST /switchover to %s: %s: %s", leader, resp.Status, bytes.TrimSpace(msg))
+	}
+	for {
+		if ms, err := c.Members(ctx); err == nil {
+			for _, m := range ms {
+				if m.Role == "leader" && m.State == "running" && m.Name != leader && (to == "" || m.Name == to) {
+					return m.Name, time.Since(start), nil
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return "", time.Since(start), fmt.Errorf("switchover from %s: no new leader: %w", leader, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}

@@ -1,0 +1,394 @@
+package local
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pgha/pgha/cluster"
+)
+
+// DefaultDir is where the local cluster keeps its data, relative to the
+// working directory.
+const DefaultDir = ".pgha-local"
+
+// ErrNotUp is returned by Open when the directory holds no local cluster.
+var ErrNotUp = errors.New("no local cluster here (run pgha-local up)")
+
+// ErrAlreadyUp is returned by Up when the directory already holds a running
+// local cluster.
+var ErrAlreadyUp = errors.New("a local cluster is already up in this directory (pgha-local down first)")
+
+// readyTimeout bounds how long Up waits for the cluster to become ready.
+const readyTimeout = 4 * time.Minute
+
+// stopGrace is how long a daemon gets between SIGTERM and SIGKILL.
+const stopGrace = 15 * time.Second
+
+// Options configure Up.
+type Options struct {
+	// Dir holds node data, logs, secrets and state. Default: DefaultDir.
+	Dir string
+	// Config is the cluster to bring up. Default: cluster.Default().
+	Config *cluster.Config
+	// Log receives progress messages. Default: io.Discard.
+	Log io.Writer
+	// RootFS is the Debian 13 root filesystem, built if missing. Default:
+	// DefaultRootFS.
+	RootFS string
+	// AppBinary is the hello API's static binary. Default: built from
+	// github.com/pgha/pgha/app with `CGO_ENABLED=0 go build`, which needs
+	// the working directory inside the module.
+	AppBinary string
+}
+
+// state is what Open needs to find a running cluster again, kept in
+// Dir/state.json.
+type state struct {
+	Config  cluster.Config    `json:"config"`
+	RootFS  string            `json:"rootfs"`
+	LinkNet netip.Prefix      `json:"linkNet"`
+	App     string            `json:"app"`   // the app binary
+	Procs   map[string][]proc `json:"procs"` // by node name
+}
+
+// Cluster is a local cluster, up or partly up. Its methods are safe for
+// concurrent use.
+type Cluster struct {
+	dir  string
+	plan *cluster.Plan
+	log  io.Writer
+
+	mu sync.Mutex // guards st and the state file
+	st state
+}
+
+func (c *Cluster) net() network { return network{plan: c.plan, linkNet: c.st.LinkNet} }
+
+// Plan returns the cluster's plan.
+func (c *Cluster) Plan() *cluster.Plan { return c.plan }
+
+// Dir returns the cluster's directory.
+func (c *Cluster) Dir() string { return c.dir }
+
+func (c *Cluster) logf(format string, args ...any) {
+	fmt.Fprintf(c.log, format+"\n", args...)
+}
+
+func statePath(dir string) string { return filepath.Join(dir, "state.json") }
+
+func (c *Cluster) nodeDir(node string) string { return filepath.Join(c.dir, "nodes", node) }
+
+func (c *Cluster) secretPath(s cluster.Secret) string {
+	return filepath.Join(c.dir, "secrets", string(s))
+}
+
+// saveLocked writes the state file; c.mu must be held.
+func (c *Cluster) saveLocked() error {
+	b, err := json.MarshalIndent(c.st, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := statePath(c.dir) + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, statePath(c.dir))
+}
+
+// Open finds the local cluster kept in dir by an earlier Up, from this or
+// another process.
+func Open(dir string) (*Cluster, error) {
+	if dir == "" {
+		dir = DefaultDir
+	}
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
+	b, err := os.ReadFile(statePath(dir))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("%s: %w", dir, ErrNotUp)
+	}
+	if err != nil {
+		return nil, err
+	}
+	var st state
+	if err := json.Unmarshal(b, &st); err != nil {
+		return nil, fmt.Errorf("read %s: %w", statePath(dir), err)
+	}
+	plan, err := cluster.NewPlan(st.Config)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", statePath(dir), err)
+	}
+	if st.Procs == nil {
+		st.Procs = map[string][]proc{}
+	}
+	return &Cluster{dir: dir, plan: plan, log: io.Discard, st: st}, nil
+}
+
+// SetLog sends the cluster's progress messages to w.
+func (c *Cluster) SetLog(w io.Writer) { c.log = w }
+
+// Up brings the cluster up and returns when it is ready (see WaitReady).
+// On failure, or when ctx is cancelled, it tears down what it created.
+func Up(ctx context.Context, opts Options) (*Cluster, error) {
+	if opts.Dir == "" {
+		opts.Dir = DefaultDir
+	}
+	if opts.Log == nil {
+		opts.Log = io.Discard
+	}
+	if opts.RootFS == "" {
+		opts.RootFS = DefaultRootFS
+	}
+	cfg := cluster.Default()
+	if opts.Config != nil {
+		cfg = *opts.Config
+	}
+	plan, err := cluster.NewPlan(cfg)
+	if err != nil {
+		return nil, err
+	}
+	dir, err := filepath.Abs(opts.Dir)
+	if err != nil {
+		return nil, err
+	}
+	if err := preflight(); err != nil {
+		return nil, err
+	}
+	if _, err := os.Stat(statePath(dir)); err == nil {
+		return nil, fmt.Errorf("%s: %w", dir, ErrAlreadyUp)
+	}
+	if err := claim(dir); err != nil {
+		return nil, err
+	}
+	claimed := true
+	defer func() {
+		if claimed {
+			release(dir)
+		}
+	}()
+	linkNet, err := chooseLinkNet(plan.CIDRs())
+	if err != nil {
+		return nil, err
+	}
+	routes, err := exec.CommandContext(ctx, "ip", "-j", "-4", "route", "show").Output()
+	if err != nil {
+		return nil, fmt.Errorf("ip route: %w", err)
+	}
+	if err := checkRoutes(routes, append(plan.CIDRs(), linkNet)); err != nil {
+		return nil, err
+	}
+	for _, ns := range (network{plan: plan}).namespaces() {
+		if nsExists(ns) {
+			return nil, fmt.Errorf("%w: network namespace %s already exists: is a local cluster up from another directory? (pgha-local down --dir there)", ErrRangeInUse, ns)
+		}
+	}
+	if err := EnsureRootFS(ctx, opts.RootFS, opts.Log); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	c := &Cluster{dir: dir, plan: plan, log: opts.Log, st: state{
+		Config: cfg, RootFS: opts.RootFS, LinkNet: linkNet, App: opts.AppBinary, Procs: map[string][]proc{},
+	}}
+	if len(plan.ByRole(cluster.RoleApp)) > 0 && c.st.App == "" {
+		c.st.App = filepath.Join(dir, "bin", "hello")
+		c.logf("building the app into %s", c.st.App)
+		if err := buildApp(ctx, c.st.App); err != nil {
+			return nil, err
+		}
+	}
+	// The state file exists before anything is created, so Down can
+	// always find what to remove.
+	c.mu.Lock()
+	err = c.saveLocked()
+	c.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	claimed = false // Down releases it from now on
+	if err := c.up(ctx); err != nil {
+		c.logf("up failed: %v; tearing down (logs stay in %s)", err, filepath.Join(dir, "logs"))
+		if derr := c.Down(context.WithoutCancel(ctx)); derr != nil {
+			err = errors.Join(err, fmt.Errorf("tear down: %w", derr))
+		}
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *Cluster) up(ctx context.Context) error {
+	if err := c.writeSecrets(); err != nil {
+		return err
+	}
+	c.logf("creating %d network namespaces (link net %s)", len(c.net().namespaces()), c.st.LinkNet)
+	if err := c.net().create(ctx); err != nil {
+		return err
+	}
+	for _, n := range c.plan.Nodes {
+		if err := c.prepareNode(n); err != nil {
+			return fmt.Errorf("prepare %s: %w", n.Name, err)
+		}
+	}
+	// etcd first: Patroni retries until it is reachable, but starting it
+	// first keeps the logs quiet.
+	for _, role := range cluster.Roles {
+		for _, n := range c.plan.ByRole(role) {
+			if err := c.startNode(n); err != nil {
+				return err
+			}
+		}
+	}
+	c.logf("daemons started; waiting for a leader, streaming replicas, a write through HAProxy and the app")
+	rctx, cancel := context.WithTimeout(ctx, readyTimeout)
+	defer cancel()
+	return c.WaitReady(rctx)
+}
+
+// preflight checks what Up needs from the machine.
+func preflight() error {
+	if os.Geteuid() != 0 {
+		return errors.New("the local cluster needs root (network namespaces, mounts, chroot): run it with sudo")
+	}
+	for _, tool := range []string{"ip", "unshare", "chroot", "mount"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			return fmt.Errorf("%s not found on PATH", tool)
+		}
+	}
+	return nil
+}
+
+// buildApp builds the hello API as a static binary.
+func buildApp(ctx context.Context, out string) error {
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, "github.com/pgha/pgha/app")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("build the app (run from inside the pgha module, or set Options.AppBinary): %w: %s", err, strings.TrimSpace(string(b)))
+	}
+	return nil
+}
+
+// writeSecrets generates the cluster's passwords, each in a root-only
+// file, keeping any that exist.
+func (c *Cluster) writeSecrets() error {
+	if err := os.MkdirAll(filepath.Join(c.dir, "secrets"), 0o700); err != nil {
+		return err
+	}
+	for _, s := range cluster.Secrets {
+		path := c.secretPath(s)
+		if _, err := os.Stat(path); err == nil {
+			continue
+		}
+		b := make([]byte, 16)
+		if _, err := rand.Read(b); err != nil {
+			return err
+		}
+		if err := os.WriteFile(path, []byte(hex.EncodeToString(b)), 0o600); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Secret returns one of the cluster's passwords.
+func (c *Cluster) Secret(s cluster.Secret) (string, error) {
+	b, err := os.ReadFile(c.secretPath(s))
+	if err != nil {
+		return "", fmt.Errorf("read secret %s: %w", s, err)
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+// Down stops every daemon, deletes the namespaces (and with them the
+// veths and routes) and removes node data, secrets and state. The logs stay
+// in Dir/logs. It is safe on a cluster that is half up or already down.
+func (c *Cluster) Down(ctx context.Context) error {
+	var errs []error
+	c.logf("stopping the daemons")
+	var front, etcd []string
+	for _, n := range c.plan.Nodes {
+		if n.Role == cluster.RoleEtcd {
+			etcd = append(etcd, nodeNS(n.Name))
+		} else {
+			front = append(front, nodeNS(n.Name))
+		}
+	}
+	// Patroni releases its leader key on the way out: keep etcd up until
+	// the PostgreSQL nodes are gone.
+	errs = append(errs, stopAll(ctx, front, stopGrace), stopAll(ctx, etcd, stopGrace))
+	c.logf("removing the network namespaces")
+	errs = append(errs, c.net().destroy(ctx))
+	for _, sub := range []string{"nodes", "secrets", "bin", "state.json"} {
+		errs = append(errs, os.RemoveAll(filepath.Join(c.dir, sub)))
+	}
+	errs = append(errs, release(c.dir))
+	return errors.Join(errs...)
+}
+
+// HAProxyAddrs returns the "ip:port" of each HAProxy node's write port
+// (the leader), in plan order.
+func (c *Cluster) HAProxyAddrs() []string {
+	var out []string
+	for _, n := range c.plan.ByRole(cluster.RoleHAProxy) {
+		out = append(out, netip.AddrPortFrom(n.IP, cluster.PortHAProxyWrite).String())
+	}
+	return out
+}
+
+// HAProxyReadAddrs returns the "ip:port" of each HAProxy node's read port
+// (the replicas), in plan order.
+func (c *Cluster) HAProxyReadAddrs() []string {
+	var out []string
+	for _, n := range c.plan.ByRole(cluster.RoleHAProxy) {
+		out = append(out, netip.AddrPortFrom(n.IP, cluster.PortHAProxyRead).String())
+	}
+	return out
+}
+
+// AppURL returns the first app node's base URL, or "" when there is none.
+func (c *Cluster) AppURL() string {
+	apps := c.plan.ByRole(cluster.RoleApp)
+	if len(apps) == 0 {
+		return ""
+	}
+	return appURL(apps[0])
+}
+
+func appURL(n cluster.Node) string {
+	return "http://" + netip.AddrPortFrom(n.IP, cluster.PortApp).String()
+}
+
+// node returns a node of the plan by name.
+func (c *Cluster) node(name string) (cluster.Node, error) {
+	n, ok := c.plan.Node(name)
+	if !ok {
+		var names []string
+		for _, n := range c.plan.Nodes {
+			names = append(names, n.Name)
+		}
+		return cluster.Node{}, fmt.Errorf("no node %q (nodes: %s)", name, strings.Join(names, ", "))
+	}
+	return n, nil
+}
+
+// procs returns a copy of a node's recorded processes.
+func (c *Cluster) procs(node string) []proc {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.st.Procs[node])
+}

@@ -1,0 +1,282 @@
+package local
+
+import (
+	"encoding/json"
+	"errors"
+	"maps"
+	"net/netip"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/pgha/pgha/cluster"
+)
+
+func defaultPlan(t *testing.T) *cluster.Plan {
+	t.Helper()
+	p, err := cluster.NewPlan(cluster.Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestCheckRoutes(t *testing.T) {
+	want := []netip.Prefix{netip.MustParsePrefix("10.11.0.0/16"), netip.MustParsePrefix("10.12.0.0/16")}
+	tests := []struct {
+		name    string
+		routes  string
+		wantErr string // "" for no error
+	}{
+		{"default route only", `[{"dst":"default","gateway":"192.0.2.1","dev":"eth0"}]`, ""},
+		{"disjoint routes", `[{"dst":"default","dev":"eth0"},{"dst":"192.0.2.0/24","dev":"eth0"},{"dst":"10.13.0.0/16","dev":"x"}]`, ""},
+		{"rejects the same range", `[{"dst":"10.11.0.0/16","dev":"pgha0"}]`, "10.11.0.0/16 (route 10.11.0.0/16 dev pgha0)"},
+		{"rejects a wider range", `[{"dst":"10.0.0.0/8","dev":"vpn0"}]`, "10.11.0.0/16 (route 10.0.0.0/8 dev vpn0), 10.12.0.0/16 (route 10.0.0.0/8 dev vpn0)"},
+		{"rejects a subnet inside", `[{"dst":"10.12.3.0/24","dev":"br0"}]`, "10.12.0.0/16 (route 10.12.3.0/24 dev br0)"},
+		{"rejects a host route", `[{"dst":"10.11.3.10","dev":"tun0"}]`, "10.11.0.0/16 (route 10.11.3.10 dev tun0)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := checkRoutes([]byte(tt.routes), want)
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatalf("checkRoutes: %v", err)
+				}
+				return
+			}
+			if !errors.Is(err, ErrRangeInUse) || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("checkRoutes = %v, want ErrRangeInUse naming %s", err, tt.wantErr)
+			}
+		})
+	}
+	if err := checkRoutes([]byte("not json"), want); err == nil {
+		t.Error("checkRoutes accepted invalid JSON")
+	}
+}
+
+func TestChooseLinkNet(t *testing.T) {
+	p := defaultPlan(t)
+	got, err := chooseLinkNet(p.CIDRs())
+	if err != nil || got != netip.MustParsePrefix("10.255.255.0/24") {
+		t.Fatalf("chooseLinkNet(default) = %v, %v", got, err)
+	}
+	got, err = chooseLinkNet([]netip.Prefix{netip.MustParsePrefix("10.255.0.0/16")})
+	if err != nil || got != netip.MustParsePrefix("172.31.255.0/24") {
+		t.Fatalf("chooseLinkNet(10.255/16) = %v, %v", got, err)
+	}
+	if _, err := chooseLinkNet([]netip.Prefix{
+		netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("172.16.0.0/12"), netip.MustParsePrefix("192.168.0.0/16"),
+	}); err == nil {
+		t.Error("chooseLinkNet found a range where none is free")
+	}
+}
+
+func TestLinkAddrs(t *testing.T) {
+	ln := netip.MustParsePrefix("10.255.255.0/24")
+	for _, tt := range []struct {
+		i          int
+		core, peer string
+	}{
+		{0, "10.255.255.2/30", "10.255.255.1/30"},
+		{1, "10.255.255.5/30", "10.255.255.6/30"},
+		{2, "10.255.255.9/30", "10.255.255.10/30"},
+	} {
+		core, peer := linkAddrs(ln, tt.i)
+		if core.String() != tt.core || peer.String() != tt.peer {
+			t.Errorf("linkAddrs(%d) = %s, %s, want %s, %s", tt.i, core, peer, tt.core, tt.peer)
+		}
+	}
+}
+
+func TestNames(t *testing.T) {
+	p := defaultPlan(t)
+	for _, n := range p.Nodes {
+		// Interface names are at most 15 bytes (IFNAMSIZ - 1).
+		if v := nodeVeth(n.Name); len(v) > 15 {
+			t.Errorf("veth name %q is too long", v)
+		}
+		if !strings.HasPrefix(nodeNS(n.Name), nsPrefix) {
+			t.Errorf("namespace %q lacks the prefix", nodeNS(n.Name))
+		}
+	}
+	nss := network{plan: p}.namespaces()
+	if len(nss) != 1+len(p.Regions)+len(p.Nodes) || len(slices.Compact(slices.Sorted(slices.Values(nss)))) != len(nss) {
+		t.Errorf("namespaces not one per router and node, all distinct: %v", nss)
+	}
+}
+
+func TestResolveTarget(t *testing.T) {
+	p := defaultPlan(t)
+	tests := []struct {
+		name    string
+		fault   Fault
+		target  string
+		leader  string
+		want    []string
+		region  string
+		wantErr string
+	}{
+		{"node", Kill, "pg3", "pg1", []string{"pg3"}, "", ""},
+		{"leader", Stop, "leader", "pg2", []string{"pg2"}, "", ""},
+		{"non-postgres node", Isolate, "etcd3", "", []string{"etcd3"}, "", ""},
+		{"region isolate", Isolate, "eu-west-1", "", []string{"pg3", "etcd3", "haproxy2"}, "eu-west-1", ""},
+		{"region heal", Heal, "eu-west-3", "", []string{"pg1", "pg2", "etcd1", "etcd2", "haproxy1", "app1"}, "eu-west-3", ""},
+		{"rejects killing a region", Kill, "eu-west-1", "", nil, "", "applies to a node"},
+		{"rejects an unknown target", Kill, "pg9", "", nil, "", `unknown target "pg9"`},
+		{"rejects an unknown fault", "explode", "pg1", "", nil, "", `unknown fault "explode"`},
+		{"rejects leader without one", Kill, "leader", "", nil, "", "no leader"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := resolveTarget(p, tt.fault, tt.target, tt.leader)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("resolveTarget = %v, want error containing %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			var names []string
+			for _, n := range got.nodes {
+				names = append(names, n.Name)
+			}
+			if !slices.Equal(names, tt.want) || got.region != tt.region {
+				t.Errorf("resolveTarget = %v in region %q, want %v in %q", names, got.region, tt.want, tt.region)
+			}
+		})
+	}
+}
+
+// TestStatusJSON pins the keys of `pgha-local status --json`.
+func TestStatusJSON(t *testing.T) {
+	st := Status{
+		Nodes:   []NodeStatus{{Name: "pg1", Role: "postgres", Region: "eu-west-3", Address: "10.11.3.10", State: "running", Leader: true}},
+		HAProxy: []HAProxyStatus{{Name: "haproxy1", Region: "eu-west-3", Write: "10.11.3.30:5000", Read: "10.11.3.30:5001"}},
+		App:     []AppStatus{{Name: "app1", Region: "eu-west-3", URL: "http://10.11.0.40:5000"}},
+	}
+	b, err := json.Marshal(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkStatusShape(t, b)
+	want := `{"nodes":[{"name":"pg1","role":"postgres","region":"eu-west-3","address":"10.11.3.10","state":"running","leader":true}],` +
+		`"haproxy":[{"name":"haproxy1","region":"eu-west-3","write":"10.11.3.30:5000","read":"10.11.3.30:5001"}],` +
+		`"app":[{"name":"app1","region":"eu-west-3","url":"http://10.11.0.40:5000"}]}`
+	if string(b) != want {
+		t.Errorf("JSON:\n got %s\nwant %s", b, want)
+	}
+}
+
+// checkStatusShape checks that b has exactly the documented keys and types.
+func checkStatusShape(t *testing.T, b []byte) {
+	t.Helper()
+	var m map[string][]map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatalf("status JSON %s: %v", b, err)
+	}
+	wantKeys := map[string][]string{
+		"nodes":   {"address", "leader", "name", "region", "role", "state"},
+		"haproxy": {"name", "read", "region", "write"},
+		"app":     {"name", "region", "url"},
+	}
+	if got := slices.Sorted(maps.Keys(m)); !reflect.DeepEqual(got, []string{"app", "haproxy", "nodes"}) {
+		t.Fatalf("status keys = %v", got)
+	}
+	for k, keys := range wantKeys {
+		for _, item := range m[k] {
+			if got := slices.Sorted(maps.Keys(item)); !reflect.DeepEqual(got, keys) {
+				t.Errorf("%s item keys = %v, want %v", k, got, keys)
+			}
+			for field, v := range item {
+				_, isBool := v.(bool)
+				_, isString := v.(string)
+				if field == "leader" && !isBool || field != "leader" && !isString {
+					t.Errorf("%s.%s = %#v: wrong type", k, field, v)
+				}
+			}
+		}
+	}
+}
+
+func TestNodeState(t *testing.T) {
+	tests := []struct {
+		name              string
+		cutOff            bool
+		running, stopped  int
+		postgres          bool
+		patroni, expected string
+	}{
+		{"isolated wins", true, 2, 0, true, "streaming", StateIsolated},
+		{"frozen", false, 0, 3, true, "running", StateFrozen},
+		{"down", false, 0, 0, true, "running", StateDown},
+		{"etcd running", false, 1, 0, false, "", StateRunning},
+		{"patroni state", false, 4, 0, true, "streaming", "streaming"},
+		{"not listed yet", false, 1, 0, true, "", StateUnknown},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := nodeState(tt.cutOff, tt.running, tt.stopped, tt.postgres, tt.patroni); got != tt.expected {
+				t.Errorf("nodeState = %q, want %q", got, tt.expected)
+			}
+		})
+	}
+}
+
+func TestReplicationReady(t *testing.T) {
+	leader := Member{Name: "pg1", Role: "leader", State: "running"}
+	sync := Member{Name: "pg2", Role: "sync_standby", State: "streaming"}
+	replica := Member{Name: "pg3", Role: "replica", State: "streaming"}
+	starting := Member{Name: "pg3", Role: "replica", State: "starting"}
+	tests := []struct {
+		name    string
+		members []Member
+		sync    bool
+		ready   bool
+	}{
+		{"ready", []Member{leader, sync, replica}, true, true},
+		{"ready asynchronous", []Member{leader, replica, {Name: "pg2", Role: "replica", State: "streaming"}}, false, true},
+		{"rejects a replica not streaming", []Member{leader, sync, starting}, true, false},
+		{"rejects no leader", []Member{sync, replica}, true, false},
+		{"rejects no synchronous standby yet", []Member{leader, replica, {Name: "pg2", Role: "replica", State: "streaming"}}, true, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := replicationReady(tt.members, 3, tt.sync)
+			if (err == nil) != tt.ready {
+				t.Errorf("replicationReady = %v, want ready %v", err, tt.ready)
+			}
+		})
+	}
+}
+
+func TestNodeBinds(t *testing.T) {
+	p := defaultPlan(t)
+	pg, _ := p.Node("pg1")
+	got := nodeBinds(pg, nil)
+	for _, want := range []string{"/etc/patroni", "/etc/pgha", "/run", "/tmp", "/var/lib/postgresql", "/var/log/postgresql"} {
+		if !slices.Contains(got, want) {
+			t.Errorf("nodeBinds(pg1) = %v, missing %s", got, want)
+		}
+	}
+	// /run/postgresql is inside /run: one bind covers both.
+	if slices.Contains(got, "/run/postgresql") {
+		t.Errorf("nodeBinds(pg1) = %v binds /run/postgresql inside /run", got)
+	}
+}
+
+func TestReadEnvFile(t *testing.T) {
+	p := t.TempDir() + "/env"
+	if err := writeFile(p, []byte("# comment\nA=1\n\nB=x=y\n"), 0o600, account{uid: -1, gid: -1}); err != nil {
+		t.Fatal(err)
+	}
+	env, err := readEnvFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(env, map[string]string{"A": "1", "B": "x=y"}) {
+		t.Errorf("readEnvFile = %v", env)
+	}
+}
