@@ -143,6 +143,15 @@ type Patroni struct {
 	// and lets Patroni promote only that standby: no acknowledged write is
 	// lost on failover. Default: true.
 	SynchronousMode bool `json:"synchronousMode"`
+	// SynchronousNodeCount is how many standbys confirm each commit
+	// (Patroni's synchronous_node_count); 0 means every replica. Patroni
+	// promotes only a synchronous standby, so a region can take over from
+	// a lost primary region without losing a write only if it holds one:
+	// with every replica synchronous, any survivor may take over, and
+	// commits cost the round trip to the farthest replica. Patroni drops a
+	// failed standby from the set (unless strict), blocking commits for
+	// about a loop_wait. Default: 0 (every replica).
+	SynchronousNodeCount int `json:"synchronousNodeCount"`
 	// SynchronousModeStrict blocks writes when no standby is available
 	// instead of falling back to asynchronous replication. Default: false.
 	SynchronousModeStrict bool `json:"synchronousModeStrict"`

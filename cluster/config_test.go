@@ -114,6 +114,8 @@ func TestParseRejects(t *testing.T) {
 			[]string{"pgha.patroni", "loop_wait + 2*retry_timeout <= ttl", "25 > ttl 20"}},
 		{"ttl below Patroni's floor", `{"patroni": {"ttl": 10, "loopWait": 2, "retryTimeout": 4}}`,
 			[]string{"pgha.patroni.ttl", `"10"`}},
+		{"more synchronous standbys than replicas", `{"patroni": {"synchronousNodeCount": 3}}`,
+			[]string{"pgha.patroni.synchronousNodeCount", `"3"`, "the 2 replicas"}},
 		{"strict without sync", `{"patroni": {"synchronousMode": false, "synchronousModeStrict": true}}`,
 			[]string{"pgha.patroni.synchronousModeStrict"}},
 		{"etcd election too short", `{"etcd": {"heartbeatIntervalMs": 200, "electionTimeoutMs": 500}}`,

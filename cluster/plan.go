@@ -203,3 +203,12 @@ func (p *Plan) HAProxyOrder(region string) []Node {
 	})
 	return nodes
 }
+
+// SynchronousNodeCount is the number of synchronous standbys Patroni keeps:
+// the configured count, or every replica when it is 0.
+func (p *Plan) SynchronousNodeCount() int {
+	if n := p.Config.Patroni.SynchronousNodeCount; n > 0 {
+		return n
+	}
+	return max(len(p.ByRole(RolePostgres))-1, 1)
+}

@@ -125,3 +125,16 @@ func TestNewPlanRejectsInvalidConfig(t *testing.T) {
 		t.Errorf("NewPlan = %v, want an overlap error", err)
 	}
 }
+
+func TestSynchronousNodeCount(t *testing.T) {
+	c := Default()
+	p, _ := NewPlan(c)
+	if got := p.SynchronousNodeCount(); got != 2 {
+		t.Errorf("default = %d, want every replica (2)", got)
+	}
+	c.Patroni.SynchronousNodeCount = 1
+	p, _ = NewPlan(c)
+	if got := p.SynchronousNodeCount(); got != 1 {
+		t.Errorf("configured 1 = %d", got)
+	}
+}

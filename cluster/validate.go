@@ -142,6 +142,9 @@ func (c Config) Validate() error {
 	}
 	c.Postgres.validate(v)
 	c.Patroni.validate(v)
+	if n := c.Patroni.SynchronousNodeCount; n < 0 || (pg >= 2 && n > pg-1) {
+		v.addf("patroni.synchronousNodeCount", fmt.Sprint(n), fmt.Sprintf("must be between 0 (every replica) and the %d replicas", max(pg-1, 0)))
+	}
 	c.Etcd.validate(v)
 	if !databaseRE.MatchString(c.App.Database) || c.App.Database == "postgres" || strings.HasPrefix(c.App.Database, "template") {
 		v.addf("app.database", c.App.Database, "must be a lowercase identifier other than postgres and template*")

@@ -52,6 +52,7 @@ type patroniDCS struct {
 	MaximumLagOnFailover  int64         `yaml:"maximum_lag_on_failover"`
 	SynchronousMode       bool          `yaml:"synchronous_mode"`
 	SynchronousModeStrict bool          `yaml:"synchronous_mode_strict"`
+	SynchronousNodeCount  int           `yaml:"synchronous_node_count"`
 	FailsafeMode          bool          `yaml:"failsafe_mode"`
 	Postgresql            patroniDCSPog `yaml:"postgresql"`
 }
@@ -124,7 +125,11 @@ func PatroniYAML(p *cluster.Plan, n cluster.Node) ([]byte, error) {
 				MaximumLagOnFailover:  c.Patroni.MaximumLagOnFailover,
 				SynchronousMode:       c.Patroni.SynchronousMode,
 				SynchronousModeStrict: c.Patroni.SynchronousModeStrict,
-				FailsafeMode:          c.Patroni.FailsafeMode,
+				// Every replica by default, so that a region which loses
+				// its primary region still holds a synchronous standby
+				// Patroni may promote (see cluster.Patroni).
+				SynchronousNodeCount: p.SynchronousNodeCount(),
+				FailsafeMode:         c.Patroni.FailsafeMode,
 				Postgresql: patroniDCSPog{
 					// pg_rewind turns a failed old leader back into a replica
 					// instead of a full re-clone (needs wal_log_hints or
