@@ -1,0 +1,83 @@
+package healthcheck
+
+import (
+	"encoding/json"
+	"io"
+	"time"
+)
+
+// CloudWatch metric namespace, dimensions and names of what WriteEMF
+// emits; the CDK construct's alarms use the same.
+const (
+	MetricNamespace = "pgha"
+	DimCluster      = "Cluster"
+	DimRegion       = "Region"
+
+	MetricClusterReady      = "ClusterReady"      // 1 when ready, else 0
+	MetricLeaderPresent     = "LeaderPresent"     // 1 when a running leader confirmed itself
+	MetricHealthyMembers    = "HealthyMembers"    // members that answered and run
+	MetricStreamingReplicas = "StreamingReplicas" // replicas streaming
+	MetricMaxLagBytes       = "MaxReplicationLagBytes"
+	MetricRestartsIssued    = "RestartsIssued"
+	MetricUnreachable       = "UnreachableMembers"
+	MetricCheckDuration     = "CheckDurationMs"
+)
+
+type emfMetric struct {
+	Name string `json:"Name"`
+	Unit string `json:"Unit"`
+}
+
+// WriteEMF writes the check's metrics as one CloudWatch Embedded Metric
+// Format document (one JSON line): CloudWatch Logs extracts the metrics from
+// the Lambda's log, so emitting them costs no API call.
+func WriteEMF(w io.Writer, clusterName, region string, r Report) error {
+	v := r.Observation.View
+	values := []struct {
+		name, unit string
+		value      float64
+	}{
+		{MetricClusterReady, "Count", b2f(r.Decision.Ready)},
+		{MetricLeaderPresent, "Count", b2f(v.Leader.Running())},
+		{MetricHealthyMembers, "Count", float64(v.Healthy())},
+		{MetricStreamingReplicas, "Count", float64(v.StreamingReplicas())},
+		{MetricMaxLagBytes, "Bytes", float64(v.MaxLagBytes())},
+		{MetricRestartsIssued, "Count", float64(len(r.Restarted))},
+		{MetricUnreachable, "Count", float64(len(v.Unreachable))},
+		{MetricCheckDuration, "Milliseconds", float64(r.Duration.Milliseconds())},
+	}
+	doc := map[string]any{
+		DimCluster: clusterName,
+		DimRegion:  region,
+	}
+	metrics := make([]emfMetric, 0, len(values))
+	for _, m := range values {
+		metrics = append(metrics, emfMetric{Name: m.name, Unit: m.unit})
+		doc[m.name] = m.value
+	}
+	ts := r.Start
+	if ts.IsZero() {
+		ts = time.Now()
+	}
+	doc["_aws"] = map[string]any{
+		"Timestamp": ts.UnixMilli(),
+		"CloudWatchMetrics": []any{map[string]any{
+			"Namespace":  MetricNamespace,
+			"Dimensions": [][]string{{DimCluster, DimRegion}},
+			"Metrics":    metrics,
+		}},
+	}
+	b, err := json.Marshal(doc)
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(append(b, '\n'))
+	return err
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,70 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/pgha/pgha/healthcheck"
+)
+
+func TestSSMRestarter(t *testing.T) {
+	f := newFakeAWS(t)
+	r := &ssmRestarter{client: f.ssmClient()}
+	if err := r.Restart(context.Background(), healthcheck.App{Name: "app1", InstanceID: "i-0123456789abcdef0"}); err != nil {
+		t.Fatal(err)
+	}
+	calls := f.callsTo("AmazonSSM.SendCommand")
+	if len(calls) != 1 {
+		t.Fatalf("%d SendCommand calls, want 1", len(calls))
+	}
+	b := calls[0].Body
+	if b["DocumentName"] != "AWS-RunShellScript" ||
+		fmt.Sprint(b["InstanceIds"]) != "[i-0123456789abcdef0]" ||
+		fmt.Sprint(b["Parameters"]) != "map[commands:[systemctl restart pgha-app.service]]" {
+		t.Errorf("SendCommand %v", b)
+	}
+	if !signedBy(calls[0], "AKIDEXAMPLE") {
+		t.Errorf("not signed with the static credentials: %q", calls[0].Auth)
+	}
+}
+
+func TestParameterStore(t *testing.T) {
+	f := newFakeAWS(t)
+	s := &parameterStore{client: f.ssmClient(), path: "/pgha/pgha/restarts"}
+	app := healthcheck.App{Name: "app1", InstanceID: "i-1"}
+	ctx := context.Background()
+	got, err := s.LastRestart(ctx, app)
+	if err != nil || !got.IsZero() {
+		t.Fatalf("never restarted: %v, %v; want zero time, nil", got, err)
+	}
+	at := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	if err := s.RecordRestart(ctx, app, at); err != nil {
+		t.Fatal(err)
+	}
+	put := f.callsTo("AmazonSSM.PutParameter")
+	if len(put) != 1 || put[0].Body["Name"] != "/pgha/pgha/restarts/i-1" || put[0].Body["Overwrite"] != true || put[0].Body["Type"] != "String" {
+		t.Errorf("PutParameter %v", put)
+	}
+	got, err = s.LastRestart(ctx, app)
+	if err != nil || !got.Equal(at) {
+		t.Errorf("LastRestart %v, %v; want %v", got, err, at)
+	}
+}
+
+func TestSecretPassword(t *testing.T) {
+	f := newFakeAWS(t)
+	f.secrets["pgha/health"] = "s3cretPassw0rd"
+	f.secrets["json"] = `{"username":"pgha_health","password":"fromJSON"}`
+	for name, want := range map[string]string{"pgha/health": "s3cretPassw0rd", "json": "fromJSON"} {
+		p := &secretPassword{client: f.secretsClient(), name: name}
+		got, err := p.Password(context.Background())
+		if err != nil || got != want {
+			t.Errorf("%s: %q, %v; want %q", name, got, err, want)
+		}
+	}
+	if _, err := (&secretPassword{client: f.secretsClient(), name: "missing"}).Password(context.Background()); err == nil {
+		t.Error("missing secret: no error")
+	}
+}
