@@ -38,6 +38,17 @@
 // container on EC2, runs here as a static binary in its node's namespace on
 // the host's filesystem, with render.AppEnv.
 //
+// # Health checker
+//
+// Up also starts, in each region with an app, the health checker the Lambda
+// runs on AWS (healthcheck.Checker) on a timer: `pgha-local checker`
+// (RunChecker), a detached process in the root namespace, logging each
+// check to <dir>/logs/checker-<region>.log. Its restarter is RestartApp in
+// place of SSM Run Command, its memory of restarts a
+// healthcheck.MemoryStore. The app starts with the database daemons, before
+// the cluster is ready; if it gives up, the checker restarts it once the
+// cluster is.
+//
 // State (pids), secrets (random passwords, 0600), node data and logs live
 // in one directory, so Open, Status, Fault and Down work from another
 // process than Up.

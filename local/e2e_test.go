@@ -12,11 +12,14 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/pgha/pgha/cluster"
+	"github.com/pgha/pgha/healthcheck"
 	"github.com/pgha/pgha/internal/hostlock"
 )
 
@@ -38,8 +41,10 @@ func (l testLog) Write(b []byte) (int, error) {
 }
 
 // TestEndToEnd brings up the default topology with the real daemons,
-// writes and reads through HAProxy, uses the app, kills the leader, heals
-// it, and checks that Down leaves nothing behind.
+// writes and reads through HAProxy, uses the app, crashes the app and sees
+// the health checker restart it, kills the leader and the app together and
+// sees the checker hold until a new leader accepts writes, heals the old
+// leader, and checks that Down leaves nothing behind.
 func TestEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts the whole cluster (about a minute)")
@@ -61,7 +66,9 @@ func TestEndToEnd(t *testing.T) {
 	dir := t.TempDir()
 	t.Cleanup(func() { dumpLogsOnFailure(t, filepath.Join(dir, "logs")) })
 	start := time.Now()
-	c, err := Up(ctx, Options{Dir: dir, Log: testLog{t}})
+	// A short backoff: the test crashes the app twice within a minute.
+	checker := CheckerOptions{Interval: 2 * time.Second, Backoff: 10 * time.Second}
+	c, err := Up(ctx, Options{Dir: dir, Log: testLog{t}, Checker: checker})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,7 +151,53 @@ func TestEndToEnd(t *testing.T) {
 		}
 	})
 
-	t.Run("kill the leader, heal it", func(t *testing.T) {
+	region := c.plan.ByRole(cluster.RoleApp)[0].Region
+	t.Run("health checker restarts a crashed app", func(t *testing.T) {
+		// Up waited for the app: the checker's last word is "ready", and
+		// it restarted the app exactly as often as the app log says it
+		// started again.
+		var runs []CheckerRun
+		eventually(ctx, t, 10*time.Second, func() error {
+			runs, err = c.CheckerRuns(region)
+			if err != nil {
+				return err
+			}
+			if len(runs) == 0 {
+				return errors.New("no check logged yet")
+			}
+			last := runs[len(runs)-1]
+			if !last.Ready || len(last.Apps) != 1 || last.Apps[0].Action != healthcheck.ActionNone {
+				return fmt.Errorf("the checker does not see the cluster and the app ready yet: %+v", last)
+			}
+			return nil
+		})
+		restarts := 0
+		for _, r := range runs {
+			restarts += len(r.Restarted)
+		}
+		appLog, err := os.ReadFile(filepath.Join(dir, "logs", "app1-app.log"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if starts := strings.Count(string(appLog), "---- "); starts != restarts+1 {
+			t.Errorf("the app started %d times, the checker restarted it %d times", starts, restarts)
+		}
+		t.Logf("the app needed %d restarts during up; the checker ran %d checks", restarts, len(runs))
+
+		crashed := killApp(t, c)
+		r := waitRestart(ctx, t, c, region, crashed, 30*time.Second)
+		if !r.Ready {
+			t.Errorf("restarted while the cluster is not ready: %+v", r)
+		}
+		t.Logf("app1 crashed, restarted by the checker %s later: %s", r.Time.Sub(crashed).Round(100*time.Millisecond), r.Apps[0].Reason)
+		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		if err := c.WaitReady(rctx); err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	t.Run("kill the leader and the app, heal the leader", func(t *testing.T) {
 		old, err := c.Leader(ctx)
 		if err != nil {
 			t.Fatal(err)
@@ -153,6 +206,9 @@ func TestEndToEnd(t *testing.T) {
 			t.Fatal(err)
 		}
 		killed := time.Now()
+		// The app crashes in the failover window: the checker must leave
+		// it until a new leader accepts writes.
+		appKilled := killApp(t, c)
 		var next string
 		eventually(ctx, t, 90*time.Second, func() error {
 			ms, err := c.Members(ctx)
@@ -168,6 +224,29 @@ func TestEndToEnd(t *testing.T) {
 			return fmt.Errorf("no new leader: %+v", ms)
 		})
 		t.Logf("%s killed; %s leads after %s", old, next, time.Since(killed).Round(100*time.Millisecond))
+
+		restart := waitRestart(ctx, t, c, region, appKilled, 60*time.Second)
+		runs, err := c.CheckerRuns(region)
+		if err != nil {
+			t.Fatal(err)
+		}
+		held := 0
+		for _, r := range runs {
+			if !r.Time.After(appKilled) || r.Time.After(restart.Time) {
+				continue
+			}
+			if len(r.Apps) == 1 && r.Apps[0].Action == healthcheck.ActionHold {
+				held++
+			}
+		}
+		if held == 0 {
+			t.Errorf("no check held the app while the cluster failed over")
+		}
+		if !restart.Ready || !strings.Contains(restart.Reason, "leader "+next+" ") {
+			t.Errorf("restart decided at %s: ready=%v %s; want it once %s accepts writes", restart.Time, restart.Ready, restart.Reason, next)
+		}
+		t.Logf("the checker held app1 for %d checks, restarted it %s after the leader was killed: %s",
+			held, restart.Time.Sub(killed).Round(100*time.Millisecond), restart.Reason)
 
 		if _, err := c.Fault(ctx, Heal, old); err != nil {
 			t.Fatal(err)
@@ -194,6 +273,9 @@ func TestEndToEnd(t *testing.T) {
 		var pids []proc
 		for _, n := range c.plan.Nodes {
 			pids = append(pids, c.procs(n.Name)...)
+		}
+		for _, p := range c.st.Checkers {
+			pids = append(pids, p)
 		}
 		downed = true
 		if err := c.Down(ctx); err != nil {
@@ -239,6 +321,44 @@ func TestEndToEnd(t *testing.T) {
 			}
 		}
 	})
+}
+
+// killApp SIGKILLs app1's process, as an app crash, and returns when.
+func killApp(t *testing.T, c *Cluster) time.Time {
+	t.Helper()
+	ps := c.procs("app1")
+	if len(ps) != 1 || !ps[0].alive() {
+		t.Fatalf("app1's process: %+v", ps)
+	}
+	if err := syscall.Kill(ps[0].PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	return time.Now()
+}
+
+// waitRestart waits until region's health checker has logged a restart of
+// app1 after since, and returns that check. No check between since and it
+// may have restarted anything else.
+func waitRestart(ctx context.Context, t *testing.T, c *Cluster, region string, since time.Time, d time.Duration) CheckerRun {
+	t.Helper()
+	var found CheckerRun
+	eventually(ctx, t, d, func() error {
+		runs, err := c.CheckerRuns(region)
+		if err != nil {
+			return err
+		}
+		for _, r := range runs {
+			if r.Time.After(since) && len(r.Restarted) > 0 {
+				if !slices.Equal(r.Restarted, []string{"app1"}) {
+					return fmt.Errorf("restarted %v, want app1", r.Restarted)
+				}
+				found = r
+				return nil
+			}
+		}
+		return fmt.Errorf("no restart of app1 logged since %s; last checks: %+v", since.Format(time.RFC3339Nano), runs[max(0, len(runs)-3):])
+	})
+	return found
 }
 
 // connect opens a connection through an HAProxy port, closed at the end of

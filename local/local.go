@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/pgha/pgha/cluster"
@@ -52,6 +53,9 @@ type Options struct {
 	// github.com/pgha/pgha/app with `CGO_ENABLED=0 go build`, which needs
 	// the working directory inside the module.
 	AppBinary string
+	// Checker configures the health checker Up starts in each region that
+	// has an app.
+	Checker CheckerOptions
 }
 
 // state is what Open needs to find a running cluster again, kept in
@@ -62,6 +66,8 @@ type state struct {
 	LinkNet netip.Prefix      `json:"linkNet"`
 	App     string            `json:"app"`   // the app binary
 	Procs   map[string][]proc `json:"procs"` // by node name
+	// Checkers are the health checkers, by region.
+	Checkers map[string]proc `json:"checkers,omitempty"`
 }
 
 // Cluster is a local cluster, up or partly up. Its methods are safe for
@@ -71,7 +77,7 @@ type Cluster struct {
 	plan *cluster.Plan
 	log  io.Writer
 
-	mu sync.Mutex // guards st and the state file
+	mu sync.Mutex // guards st; update also locks the state file
 	st state
 }
 
@@ -108,6 +114,59 @@ func (c *Cluster) saveLocked() error {
 	return os.Rename(tmp, statePath(c.dir))
 }
 
+// readState reads the state file. It needs no lock: the file is replaced
+// by a rename, never written in place.
+func readState(dir string) (state, error) {
+	b, err := os.ReadFile(statePath(dir))
+	if err != nil {
+		return state{}, err
+	}
+	var st state
+	if err := json.Unmarshal(b, &st); err != nil {
+		return state{}, fmt.Errorf("read %s: %w", statePath(dir), err)
+	}
+	if st.Procs == nil {
+		st.Procs = map[string][]proc{}
+	}
+	return st, nil
+}
+
+// update changes the state under the state file's lock: several processes
+// write it (up, fault heal, the health checkers restarting the app), so it
+// reads the file again, applies fn to it and writes the result.
+func (c *Cluster) update(fn func(st *state) error) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	f, err := os.OpenFile(filepath.Join(c.dir, "state.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return err
+	}
+	defer f.Close() // releases the lock
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		return fmt.Errorf("lock the state: %w", err)
+	}
+	switch st, err := readState(c.dir); {
+	case err == nil:
+		c.st = st
+	case !errors.Is(err, os.ErrNotExist): // Up writes it first
+		return err
+	}
+	if err := fn(&c.st); err != nil {
+		return err
+	}
+	return c.saveLocked()
+}
+
+// reload reads the state file again, keeping what is in memory when it
+// cannot be read.
+func (c *Cluster) reload() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if st, err := readState(c.dir); err == nil {
+		c.st = st
+	}
+}
+
 // Open finds the local cluster kept in dir by an earlier Up, from this or
 // another process.
 func Open(dir string) (*Cluster, error) {
@@ -118,23 +177,16 @@ func Open(dir string) (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	b, err := os.ReadFile(statePath(dir))
+	st, err := readState(dir)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("%s: %w", dir, ErrNotUp)
 	}
 	if err != nil {
 		return nil, err
 	}
-	var st state
-	if err := json.Unmarshal(b, &st); err != nil {
-		return nil, fmt.Errorf("read %s: %w", statePath(dir), err)
-	}
 	plan, err := cluster.NewPlan(st.Config)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", statePath(dir), err)
-	}
-	if st.Procs == nil {
-		st.Procs = map[string][]proc{}
 	}
 	return &Cluster{dir: dir, plan: plan, log: io.Discard, st: st}, nil
 }
@@ -209,20 +261,31 @@ func Up(ctx context.Context, opts Options) (*Cluster, error) {
 	if len(plan.ByRole(cluster.RoleApp)) > 0 && c.st.App == "" {
 		c.st.App = filepath.Join(dir, "bin", "hello")
 		c.logf("building the app into %s", c.st.App)
-		if err := buildApp(ctx, c.st.App); err != nil {
-			return nil, err
+		if err := build(ctx, "github.com/pgha/pgha/app", c.st.App); err != nil {
+			return nil, fmt.Errorf("build the app (run from inside the pgha module, or set Options.AppBinary): %w", err)
+		}
+	}
+	checker := opts.Checker
+	if len(checkerRegions(plan)) == 0 {
+		checker.Disabled = true
+	}
+	if checker.Interval <= 0 {
+		checker.Interval = DefaultCheckerInterval
+	}
+	if !checker.Disabled && checker.Binary == "" {
+		checker.Binary = filepath.Join(dir, "bin", "pgha-local")
+		c.logf("building pgha-local into %s for the health checker", checker.Binary)
+		if err := build(ctx, "github.com/pgha/pgha/cmd/pgha-local", checker.Binary); err != nil {
+			return nil, fmt.Errorf("build pgha-local (run from inside the pgha module, or set Options.Checker.Binary): %w", err)
 		}
 	}
 	// The state file exists before anything is created, so Down can
 	// always find what to remove.
-	c.mu.Lock()
-	err = c.saveLocked()
-	c.mu.Unlock()
-	if err != nil {
+	if err := c.update(func(*state) error { return nil }); err != nil {
 		return nil, err
 	}
 	claimed = false // Down releases it from now on
-	if err := c.up(ctx); err != nil {
+	if err := c.up(ctx, checker); err != nil {
 		c.logf("up failed: %v; tearing down (logs stay in %s)", err, filepath.Join(dir, "logs"))
 		if derr := c.Down(context.WithoutCancel(ctx)); derr != nil {
 			err = errors.Join(err, fmt.Errorf("tear down: %w", derr))
@@ -232,7 +295,8 @@ func Up(ctx context.Context, opts Options) (*Cluster, error) {
 	return c, nil
 }
 
-func (c *Cluster) up(ctx context.Context) error {
+func (c *Cluster) up(ctx context.Context, checker CheckerOptions) error {
+	start := time.Now()
 	if err := c.writeSecrets(); err != nil {
 		return err
 	}
@@ -245,14 +309,22 @@ func (c *Cluster) up(ctx context.Context) error {
 			return fmt.Errorf("prepare %s: %w", n.Name, err)
 		}
 	}
-	// etcd first: Patroni retries until it is reachable, but starting it
-	// first keeps the logs quiet.
+	// The app starts with the database daemons, long before the cluster
+	// is ready, as on EC2: it retries while the database is unavailable,
+	// and the health checker restarts it if it gives up.
 	for _, role := range cluster.Roles {
 		for _, n := range c.plan.ByRole(role) {
 			if err := c.startNode(n); err != nil {
 				return err
 			}
 		}
+	}
+	if !checker.Disabled {
+		if err := c.startCheckers(checker); err != nil {
+			return err
+		}
+		stop := c.watchCheckers(start)
+		defer stop()
 	}
 	c.logf("daemons started; waiting for a leader, streaming replicas, a write through HAProxy and the app")
 	rctx, cancel := context.WithTimeout(ctx, readyTimeout)
@@ -273,12 +345,12 @@ func preflight() error {
 	return nil
 }
 
-// buildApp builds the hello API as a static binary.
-func buildApp(ctx context.Context, out string) error {
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, "github.com/pgha/pgha/app")
+// build builds a command of the module as a static binary.
+func build(ctx context.Context, pkg, out string) error {
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, pkg)
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if b, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("build the app (run from inside the pgha module, or set Options.AppBinary): %w: %s", err, strings.TrimSpace(string(b)))
+		return fmt.Errorf("go build %s: %w: %s", pkg, err, strings.TrimSpace(string(b)))
 	}
 	return nil
 }
@@ -319,6 +391,9 @@ func (c *Cluster) Secret(s cluster.Secret) (string, error) {
 // in Dir/logs. It is safe on a cluster that is half up or already down.
 func (c *Cluster) Down(ctx context.Context) error {
 	var errs []error
+	// The health checkers first: they would restart the app.
+	c.logf("stopping the health checkers")
+	errs = append(errs, c.stopCheckers(ctx))
 	c.logf("stopping the daemons")
 	var front, etcd []string
 	for _, n := range c.plan.Nodes {
@@ -333,7 +408,7 @@ func (c *Cluster) Down(ctx context.Context) error {
 	errs = append(errs, stopAll(ctx, front, stopGrace), stopAll(ctx, etcd, stopGrace))
 	c.logf("removing the network namespaces")
 	errs = append(errs, c.net().destroy(ctx))
-	for _, sub := range []string{"nodes", "secrets", "bin", "state.json"} {
+	for _, sub := range []string{"nodes", "secrets", "bin", "state.json", "state.lock"} {
 		errs = append(errs, os.RemoveAll(filepath.Join(c.dir, sub)))
 	}
 	errs = append(errs, release(c.dir))
@@ -386,8 +461,10 @@ func (c *Cluster) node(name string) (cluster.Node, error) {
 	return n, nil
 }
 
-// procs returns a copy of a node's recorded processes.
+// procs returns a copy of a node's recorded processes, as the state file
+// has them now (the health checker may have restarted the app).
 func (c *Cluster) procs(node string) []proc {
+	c.reload()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return slices.Clone(c.st.Procs[node])

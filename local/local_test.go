@@ -156,6 +156,8 @@ func TestStatusJSON(t *testing.T) {
 		Nodes:   []NodeStatus{{Name: "pg1", Role: "postgres", Region: "eu-west-3", Address: "10.11.3.10", State: "running", Leader: true}},
 		HAProxy: []HAProxyStatus{{Name: "haproxy1", Region: "eu-west-3", Write: "10.11.3.30:5000", Read: "10.11.3.30:5001"}},
 		App:     []AppStatus{{Name: "app1", Region: "eu-west-3", URL: "http://10.11.0.40:5000"}},
+		Checker: []CheckerStatus{{Region: "eu-west-3", State: "running", Log: "/l/checker-eu-west-3.log",
+			LastCheck: "2026-11-26T20:00:00Z", Ready: true, Reason: "leader pg1 accepts writes", Restarts: 1}},
 	}
 	b, err := json.Marshal(st)
 	if err != nil {
@@ -164,7 +166,9 @@ func TestStatusJSON(t *testing.T) {
 	checkStatusShape(t, b)
 	want := `{"nodes":[{"name":"pg1","role":"postgres","region":"eu-west-3","address":"10.11.3.10","state":"running","leader":true}],` +
 		`"haproxy":[{"name":"haproxy1","region":"eu-west-3","write":"10.11.3.30:5000","read":"10.11.3.30:5001"}],` +
-		`"app":[{"name":"app1","region":"eu-west-3","url":"http://10.11.0.40:5000"}]}`
+		`"app":[{"name":"app1","region":"eu-west-3","url":"http://10.11.0.40:5000"}],` +
+		`"checker":[{"region":"eu-west-3","state":"running","log":"/l/checker-eu-west-3.log","lastCheck":"2026-11-26T20:00:00Z",` +
+		`"ready":true,"reason":"leader pg1 accepts writes","restarts":1}]}`
 	if string(b) != want {
 		t.Errorf("JSON:\n got %s\nwant %s", b, want)
 	}
@@ -181,8 +185,9 @@ func checkStatusShape(t *testing.T, b []byte) {
 		"nodes":   {"address", "leader", "name", "region", "role", "state"},
 		"haproxy": {"name", "read", "region", "write"},
 		"app":     {"name", "region", "url"},
+		"checker": {"lastCheck", "log", "ready", "reason", "region", "restarts", "state"},
 	}
-	if got := slices.Sorted(maps.Keys(m)); !reflect.DeepEqual(got, []string{"app", "haproxy", "nodes"}) {
+	if got := slices.Sorted(maps.Keys(m)); !reflect.DeepEqual(got, []string{"app", "checker", "haproxy", "nodes"}) {
 		t.Fatalf("status keys = %v", got)
 	}
 	for k, keys := range wantKeys {
@@ -191,9 +196,16 @@ func checkStatusShape(t *testing.T, b []byte) {
 				t.Errorf("%s item keys = %v, want %v", k, got, keys)
 			}
 			for field, v := range item {
-				_, isBool := v.(bool)
-				_, isString := v.(string)
-				if field == "leader" && !isBool || field != "leader" && !isString {
+				var ok bool
+				switch field {
+				case "leader", "ready":
+					_, ok = v.(bool)
+				case "restarts":
+					_, ok = v.(float64)
+				default:
+					_, ok = v.(string)
+				}
+				if !ok {
 					t.Errorf("%s.%s = %#v: wrong type", k, field, v)
 				}
 			}

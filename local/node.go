@@ -258,36 +258,38 @@ func (c *Cluster) startNode(n cluster.Node) error {
 		}
 		ps = append(ps, p)
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.st.Procs[n.Name] = ps
-	return c.saveLocked()
+	return c.update(func(st *state) error {
+		st.Procs[n.Name] = ps
+		return nil
+	})
 }
 
 // restartDead starts again the daemons of node n that are not running, as
-// systemd would on a host that reboots.
+// systemd would on a host that reboots. It looks and starts under the
+// state's lock, so that it and the health checker do not both start the
+// app.
 func (c *Cluster) restartDead(n cluster.Node) error {
 	ls, err := c.launches(n)
 	if err != nil {
 		return err
 	}
-	old := c.procs(n.Name)
-	var ps []proc
-	for _, l := range ls {
-		i := slices.IndexFunc(old, func(p proc) bool { return p.Service == l.service })
-		if i >= 0 && old[i].alive() {
-			ps = append(ps, old[i])
-			continue
+	return c.update(func(st *state) error {
+		old := st.Procs[n.Name]
+		var ps []proc
+		for _, l := range ls {
+			i := slices.IndexFunc(old, func(p proc) bool { return p.Service == l.service })
+			if i >= 0 && old[i].alive() {
+				ps = append(ps, old[i])
+				continue
+			}
+			c.logf("starting %s on %s", l.service, n.Name)
+			p, err := l.start()
+			if err != nil {
+				return err
+			}
+			ps = append(ps, p)
 		}
-		c.logf("starting %s on %s", l.service, n.Name)
-		p, err := l.start()
-		if err != nil {
-			return err
-		}
-		ps = append(ps, p)
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.st.Procs[n.Name] = ps
-	return c.saveLocked()
+		st.Procs[n.Name] = ps
+		return nil
+	})
 }

@@ -28,7 +28,7 @@ type proc struct {
 // launch is how to start one daemon of a node.
 type launch struct {
 	service string
-	ns      string      // network namespace
+	ns      string      // network namespace; "" is the root namespace
 	rootfs  string      // "" runs the command on the host's filesystem
 	binds   [][2]string // host directory, path inside rootfs
 	uid     int
@@ -57,19 +57,21 @@ exec chroot --userspec="$user" --groups="$groups" "$root" "$@"
 
 // command builds the exec.Cmd of l.
 func (l launch) command() *exec.Cmd {
-	var args []string
-	if l.rootfs == "" {
-		args = append([]string{"netns", "exec", l.ns}, l.argv...)
-	} else {
-		args = []string{"netns", "exec", l.ns, "unshare", "--mount", "--propagation", "private", "--",
+	var cmd *exec.Cmd
+	switch {
+	case l.ns == "":
+		cmd = exec.Command(l.argv[0], l.argv[1:]...)
+	case l.rootfs == "":
+		cmd = exec.Command("ip", append([]string{"netns", "exec", l.ns}, l.argv...)...)
+	default:
+		args := []string{"netns", "exec", l.ns, "unshare", "--mount", "--propagation", "private", "--",
 			"/bin/sh", "-c", nodeScript, "pgha-node", l.rootfs}
 		for _, b := range l.binds {
 			args = append(args, b[0], b[1])
 		}
 		args = append(args, "--", fmt.Sprintf("%d:%d", l.uid, l.gid), strconv.Itoa(l.gid))
-		args = append(args, l.argv...)
+		cmd = exec.Command("ip", append(args, l.argv...)...)
 	}
-	cmd := exec.Command("ip", args...)
 	cmd.Env = l.env
 	// Its own session: the daemon outlives `pgha-local up` and a Ctrl-C in
 	// the terminal does not reach it.
@@ -91,7 +93,11 @@ func (l launch) start() (proc, error) {
 	cmd := l.command()
 	cmd.Stdout, cmd.Stderr = f, f
 	if err := cmd.Start(); err != nil {
-		return proc{}, fmt.Errorf("start %s in %s: %w", l.service, l.ns, err)
+		where := l.ns
+		if where == "" {
+			where = "the root namespace"
+		}
+		return proc{}, fmt.Errorf("start %s in %s: %w", l.service, where, err)
 	}
 	// Reap it if it exits while this process lives (tests, --foreground).
 	go cmd.Wait()

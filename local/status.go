@@ -37,6 +37,8 @@ type Status struct {
 	Nodes   []NodeStatus    `json:"nodes"`
 	HAProxy []HAProxyStatus `json:"haproxy"`
 	App     []AppStatus     `json:"app"`
+	// Checker are the health checkers, one per region with an app.
+	Checker []CheckerStatus `json:"checker"`
 }
 
 // NodeStatus is one node.
@@ -166,7 +168,8 @@ func (c *Cluster) regionCutOff(region string) bool {
 	return false
 }
 
-// Status reports every node, the HAProxy endpoints and the app URLs.
+// Status reports every node, the HAProxy endpoints, the app URLs and the
+// health checkers.
 func (c *Cluster) Status(ctx context.Context) (Status, error) {
 	members, _ := c.Members(ctx) // nodes show "unknown" when none answers
 	byName := map[string]Member{}
@@ -194,6 +197,7 @@ func (c *Cluster) Status(ctx context.Context) (Status, error) {
 			st.App = append(st.App, AppStatus{Name: n.Name, Region: n.Region, URL: appURL(n)})
 		}
 	}
+	st.Checker = c.checkerStatus()
 	return st, nil
 }
 

@@ -1,11 +1,14 @@
 // Command pgha-local runs a pgha cluster on this machine with the real
 // daemons (see package local): up, status, fault, switchover, down.
 //
-//	sudo go run ./cmd/pgha-local up [--config FILE] [--dir DIR] [--foreground]
+//	sudo go run ./cmd/pgha-local up [--config FILE] [--dir DIR] [--foreground] [--check-every D] [--restart-backoff D]
 //	sudo go run ./cmd/pgha-local status [--json]
 //	sudo go run ./cmd/pgha-local fault kill|stop|cont|isolate|heal TARGET
 //	sudo go run ./cmd/pgha-local switchover [--to NODE]
 //	sudo go run ./cmd/pgha-local down
+//
+// `pgha-local checker --dir DIR --region REGION` is the health checker of
+// one region (local.RunChecker), which up starts in the background.
 package main
 
 import (
@@ -29,7 +32,11 @@ import (
 const usage = `usage: pgha-local COMMAND [flags]
 
   up [--config FILE] [--foreground]   bring the cluster up; return when ready
-  status [--json]                     nodes, HAProxy endpoints, app URL
+     [--check-every D]                the health checker's interval (default 5s)
+     [--restart-backoff D]            least time between two restarts of the app
+                                      (default: healthCheck.restartBackoffMinutes)
+  status [--json]                     nodes, HAProxy endpoints, app URL,
+                                      health checkers
   fault KIND TARGET                   KIND: kill, stop, cont, isolate, heal;
                                       TARGET: a node, "leader", or (isolate,
                                       heal) a region
@@ -61,10 +68,22 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "up":
 		configFile := fs.String("config", "", "JSON of the pgha configuration (default: the pgha key of ./cdk.json's context, else the defaults)")
 		foreground := fs.Bool("foreground", false, "stay until Ctrl-C, then tear down")
+		var checker local.CheckerOptions
+		fs.DurationVar(&checker.Interval, "check-every", local.DefaultCheckerInterval, "time between two checks of the health checker")
+		fs.DurationVar(&checker.Backoff, "restart-backoff", 0, "least time between two restarts of one app (default: the configuration's healthCheck.restartBackoffMinutes)")
 		if err := parseNone(fs, args); err != nil {
 			return err
 		}
-		return up(ctx, *dir, *configFile, *foreground, stdout, stderr)
+		return up(ctx, *dir, *configFile, *foreground, checker, stdout, stderr)
+	case local.CheckerCommand: // started by up, not in the usage
+		region := fs.String("region", "", "the region whose apps it restarts")
+		var checker local.CheckerOptions
+		fs.DurationVar(&checker.Interval, "every", local.DefaultCheckerInterval, "time between two checks")
+		fs.DurationVar(&checker.Backoff, "backoff", 0, "least time between two restarts of one app (default: the configuration's)")
+		if err := parseNone(fs, args); err != nil {
+			return err
+		}
+		return local.RunChecker(ctx, *dir, *region, checker, stdout)
 	case "status":
 		asJSON := fs.Bool("json", false, "print JSON")
 		if err := parseNone(fs, args); err != nil {
@@ -160,13 +179,13 @@ func parseNone(fs *flag.FlagSet, args []string) error {
 	return err
 }
 
-func up(ctx context.Context, dir, configFile string, foreground bool, stdout, stderr io.Writer) error {
+func up(ctx context.Context, dir, configFile string, foreground bool, checker local.CheckerOptions, stdout, stderr io.Writer) error {
 	cfg, err := loadConfig(configFile)
 	if err != nil {
 		return err
 	}
 	start := time.Now()
-	c, err := local.Up(ctx, local.Options{Dir: dir, Config: &cfg, Log: stderr})
+	c, err := local.Up(ctx, local.Options{Dir: dir, Config: &cfg, Log: stderr, Checker: checker})
 	if err != nil {
 		return err
 	}
@@ -228,5 +247,16 @@ func printStatus(w io.Writer, st local.Status) {
 	}
 	for _, a := range st.App {
 		fmt.Fprintf(w, "app %s (%s): %s\n", a.Name, a.Region, a.URL)
+	}
+	for _, c := range st.Checker {
+		last := "no check yet"
+		if c.LastCheck != "" {
+			verdict := "not ready"
+			if c.Ready {
+				verdict = "ready"
+			}
+			last = fmt.Sprintf("last check %s: cluster %s: %s", c.LastCheck, verdict, c.Reason)
+		}
+		fmt.Fprintf(w, "health checker (%s): %s, app restarts: %d; %s; log %s\n", c.Region, c.State, c.Restarts, last, c.Log)
 	}
 }
