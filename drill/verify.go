@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/netip"
@@ -20,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/pgha/pgha/cluster"
+	"github.com/pgha/pgha/internal/jsonget"
 	"github.com/pgha/pgha/local"
 )
 
@@ -125,33 +125,13 @@ func Observe(ctx context.Context, p *cluster.Plan) (View, error) {
 		var body struct {
 			Members []Member `json:"members"`
 		}
-		if err := getJSON(ctx, url, &body); err != nil {
+		if err := jsonget.Get(ctx, patroniClient, url, &body); err != nil {
 			errs = append(errs, err)
 			continue
 		}
 		return View{From: n.Name, Members: body.Members}, nil
 	}
 	return View{}, fmt.Errorf("no Patroni answered: %w", errors.Join(errs...))
-}
-
-func getJSON(ctx context.Context, url string, v any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := patroniClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %s", url, resp.Status)
-	}
-	return json.Unmarshal(body, v)
 }
 
 // WaitWhole waits until the cluster is whole (see View.Whole) and every
@@ -190,7 +170,7 @@ func etcdHealthy(ctx context.Context, p *cluster.Plan) error {
 			Health string `json:"health"`
 		}
 		url := "http://" + netip.AddrPortFrom(n.IP, cluster.PortEtcdClient).String() + "/health"
-		if err := getJSON(ctx, url, &h); err != nil {
+		if err := jsonget.Get(ctx, patroniClient, url, &h); err != nil {
 			errs = append(errs, fmt.Errorf("etcd %s: %w", n.Name, err))
 		} else if h.Health != "true" {
 			errs = append(errs, fmt.Errorf("etcd %s unhealthy", n.Name))
@@ -210,7 +190,7 @@ func patronisOnDCS(ctx context.Context, p *cluster.Plan) error {
 			Failsafe    bool  `json:"failsafe_mode_is_active"`
 		}
 		url := "http://" + netip.AddrPortFrom(n.IP, cluster.PortPatroni).String() + "/patroni"
-		if err := getJSON(ctx, url, &st); err != nil {
+		if err := jsonget.Get(ctx, patroniClient, url, &st); err != nil {
 			errs = append(errs, fmt.Errorf("patroni %s: %w", n.Name, err))
 			continue
 		}

@@ -5,11 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/pgha/pgha/internal/jsonget"
 )
 
 // PatroniStatus is a node's own view of itself: Patroni's GET /patroni.
@@ -169,13 +170,13 @@ func (c *PatroniClient) Probe(ctx context.Context, m Member) Probe {
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		var st PatroniStatus
-		if perr = c.get(ctx, m.URL+"/patroni", &st); perr == nil {
+		if _, perr = jsonget.Any(ctx, c.client(), m.URL+"/patroni", &st); perr == nil {
 			p.Patroni = &st
 		}
 	})
 	wg.Go(func() {
 		var cs ClusterStatus
-		if cerr = c.get(ctx, m.URL+"/cluster", &cs); cerr == nil {
+		if _, cerr = jsonget.Any(ctx, c.client(), m.URL+"/cluster", &cs); cerr == nil {
 			p.Cluster = &cs
 		}
 	})
@@ -200,27 +201,4 @@ func (c *PatroniClient) ProbeAll(ctx context.Context, members []Member) []Probe 
 	}
 	wg.Wait()
 	return out
-}
-
-// get decodes a JSON document. /patroni answers 503 with its document when
-// PostgreSQL is not running, so any status with a JSON body is decoded.
-func (c *PatroniClient) get(ctx context.Context, url string, v any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Accept", "application/json")
-	resp, err := c.client().Do(req)
-	if err != nil {
-		return fmt.Errorf("GET %s: %w", url, err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return fmt.Errorf("GET %s: read body: %w", url, err)
-	}
-	if err := json.Unmarshal(body, v); err != nil {
-		return fmt.Errorf("GET %s: status %d, not Patroni's JSON: %w", url, resp.StatusCode, err)
-	}
-	return nil
 }

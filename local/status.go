@@ -1,17 +1,16 @@
 package local
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/netip"
 	"time"
 
 	"github.com/pgha/pgha/cluster"
+	"github.com/pgha/pgha/internal/jsonget"
 )
 
 // Node states reported by Status besides Patroni's own member states
@@ -98,7 +97,7 @@ func (c *Cluster) Members(ctx context.Context) ([]Member, error) {
 			continue
 		}
 		var pc patroniCluster
-		if err := getJSON(ctx, patroniURL(n.IP, "/cluster"), &pc); err != nil {
+		if err := jsonget.Get(ctx, httpClient, patroniURL(n.IP, "/cluster"), &pc); err != nil {
 			errs = append(errs, err)
 			continue
 		}
@@ -129,29 +128,6 @@ func leaderOf(ms []Member) string {
 		}
 	}
 	return ""
-}
-
-func getJSON(ctx context.Context, url string, v any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := httpClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %s: %s", url, resp.Status, bytes.TrimSpace(body))
-	}
-	if err := json.Unmarshal(body, v); err != nil {
-		return fmt.Errorf("GET %s: %w", url, err)
-	}
-	return nil
 }
 
 // cutOff reports whether node n or its region is cut off the network.
