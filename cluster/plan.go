@@ -212,3 +212,14 @@ func (p *Plan) SynchronousNodeCount() int {
 	}
 	return max(len(p.ByRole(RolePostgres))-1, 1)
 }
+
+// Select returns the nodes of one role in one region, in plan order.
+func (p *Plan) Select(region string, role Role) []Node {
+	var out []Node
+	for _, n := range p.InRegion(region) {
+		if n.Role == role {
+			out = append(out, n)
+		}
+	}
+	return out
+}

@@ -85,6 +85,12 @@ func TestPlanPlacesEveryNodeInsideItsSubnet(t *testing.T) {
 	if got := len(p.ByRole(RolePostgres)); got != 8 {
 		t.Errorf("postgres nodes = %d, want 8", got)
 	}
+	if got := p.Select("eu-west-3", RolePostgres); len(got) != 7 || got[0].Name != "pg1" || got[6].Name != "pg7" {
+		t.Errorf("Select(eu-west-3, postgres) = %d nodes, want pg1..pg7", len(got))
+	}
+	if got := p.Select("eu-central-1", RolePostgres); len(got) != 0 {
+		t.Errorf("Select(eu-central-1, postgres) = %v, want none", got)
+	}
 	w := p.InRegion("eu-central-1")
 	if len(w) != 1 || w[0].Role != RoleEtcd || w[0].IP.String() != "172.16.3.20" {
 		t.Errorf("witness nodes = %+v, want one etcd member at 172.16.3.20", w)

@@ -89,10 +89,7 @@ func NewApp(scope constructs.Construct, id string, props *AppProps) *App {
 			"the pull actions themselves are limited to the CDK's asset repository.",
 		"Resource::*")
 	props.Secrets.GrantRead(a.Role, cluster.SecretsFor(cluster.RoleApp)...)
-	for _, n := range props.Plan.InRegion(props.Region) {
-		if n.Role != cluster.RoleApp {
-			continue
-		}
+	for _, n := range props.Plan.Select(props.Region, cluster.RoleApp) {
 		nd := node.NewNode(this, n.Name, &node.NodeProps{
 			Plan:          props.Plan,
 			Node:          n,

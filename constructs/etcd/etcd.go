@@ -39,10 +39,7 @@ type Etcd struct {
 func NewEtcd(scope constructs.Construct, id string, props *EtcdProps) *Etcd {
 	this := constructs.NewConstruct(scope, &id)
 	e := &Etcd{Construct: this, Role: node.NewRole(this, "Role", cluster.RoleEtcd)}
-	for _, n := range props.Plan.InRegion(props.Region) {
-		if n.Role != cluster.RoleEtcd {
-			continue
-		}
+	for _, n := range props.Plan.Select(props.Region, cluster.RoleEtcd) {
 		e.Nodes = append(e.Nodes, node.NewNode(this, n.Name, &node.NodeProps{
 			Plan:                  props.Plan,
 			Node:                  n,

@@ -40,10 +40,7 @@ type HAProxy struct {
 func NewHAProxy(scope constructs.Construct, id string, props *HAProxyProps) *HAProxy {
 	this := constructs.NewConstruct(scope, &id)
 	h := &HAProxy{Construct: this, Role: node.NewRole(this, "Role", cluster.RoleHAProxy)}
-	for _, n := range props.Plan.InRegion(props.Region) {
-		if n.Role != cluster.RoleHAProxy {
-			continue
-		}
+	for _, n := range props.Plan.Select(props.Region, cluster.RoleHAProxy) {
 		nd := node.NewNode(this, n.Name, &node.NodeProps{
 			Plan:          props.Plan,
 			Node:          n,

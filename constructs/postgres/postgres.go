@@ -57,10 +57,7 @@ func NewPostgres(scope constructs.Construct, id string, props *PostgresProps) *P
 	p := &Postgres{Construct: this, Role: node.NewRole(this, "Role", cluster.RolePostgres)}
 	props.Secrets.GrantRead(p.Role, cluster.SecretsFor(cluster.RolePostgres)...)
 	cfg := props.Plan.Config
-	for _, n := range props.Plan.InRegion(props.Region) {
-		if n.Role != cluster.RolePostgres {
-			continue
-		}
+	for _, n := range props.Plan.Select(props.Region, cluster.RolePostgres) {
 		nd := node.NewNode(this, n.Name, &node.NodeProps{
 			Plan:                  props.Plan,
 			Node:                  n,
