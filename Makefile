@@ -5,7 +5,7 @@ GO        ?= go
 CDK_CLI   := .cdk-cli/node_modules/.bin/cdk
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: deps test check synth local down bench drill clean
+.PHONY: deps rootfs test check synth local down bench drill clean
 
 ## deps: install what the tests and the local cluster need (apt, the CDK CLI)
 deps:
@@ -13,8 +13,13 @@ deps:
 
 ## test: every test — unit, golden, CDK templates, the app against a real
 ## PostgreSQL, the local cluster and one drill per fault with real daemons
-test: deps
+test: deps rootfs
 	$(GO) test -count=1 -timeout 75m ./...
+
+## rootfs: build the Debian 13 root filesystem the local cluster and the
+## renderers' tool checks run the daemons from (cached; about 2 minutes once)
+rootfs: deps
+	$(GO) run ./cmd/pgha-local rootfs
 
 ## check: formatting, vet and staticcheck
 check:

@@ -6,6 +6,7 @@
 //	sudo go run ./cmd/pgha-local fault kill|stop|cont|isolate|heal TARGET
 //	sudo go run ./cmd/pgha-local switchover [--to NODE]
 //	sudo go run ./cmd/pgha-local down
+//	sudo go run ./cmd/pgha-local rootfs
 //
 // `pgha-local checker --dir DIR --region REGION` is the health checker of
 // one region (local.RunChecker), which up starts in the background.
@@ -42,6 +43,8 @@ const usage = `usage: pgha-local COMMAND [flags]
                                       heal) a region
   switchover [--to NODE]              planned leader change through Patroni
   down                                stop everything and remove it
+  rootfs [--path DIR]                 build the cached Debian 13 root
+                                      filesystem if it is missing; print its path
 
 Every command takes --dir DIR (default .pgha-local). Run as root.
 `
@@ -148,6 +151,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		c.SetLog(stderr)
 		return c.Down(context.WithoutCancel(ctx))
+	case "rootfs":
+		path := fs.String("path", local.DefaultRootFS, "where the root filesystem is cached")
+		if err := parseNone(fs, args); err != nil {
+			return err
+		}
+		if err := local.EnsureRootFS(ctx, *path, stderr); err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, *path)
+		return nil
 	default:
 		fmt.Fprint(stderr, usage)
 		return fmt.Errorf("unknown command %q", cmd)
