@@ -41,7 +41,7 @@ func run(args []string, stdout io.Writer) error {
 	conns := fs.Int("conns", 16, "concurrent connections")
 	duration := fs.Duration("duration", 10*time.Second, "how long to drive each endpoint")
 	users := fs.Int("users", 10000, "distinct users")
-	poolSize := fs.Int("pool", 8, "the app's database connections (pool_max_conns)")
+	poolSize := fs.Int("pool", 4, "the app's database connections (pool_max_conns; 4 is the app's own default on up to 4 CPUs)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
