@@ -135,11 +135,16 @@ func Observe(ctx context.Context, p *cluster.Plan) (View, error) {
 }
 
 // WaitWhole waits until the cluster is whole (see View.Whole) and every
-// etcd member healthy, and returns the view that showed it.
+// etcd member healthy, and has stayed so for two Patroni cycles, and
+// returns the view that showed it. The wait for a steady state matters
+// after a thaw: a leader frozen past its lock wakes up believing it still
+// leads, and demotes (restarting PostgreSQL) only on its next cycle.
 func WaitWhole(ctx context.Context, p *cluster.Plan, timeout time.Duration) (View, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	steady := time.Duration(2*p.Config.Patroni.LoopWait+1) * time.Second
 	var last error
+	var wholeSince time.Time
 	for {
 		v, err := Observe(ctx, p)
 		if err == nil {
@@ -149,13 +154,22 @@ func WaitWhole(ctx context.Context, p *cluster.Plan, timeout time.Duration) (Vie
 			err = etcdHealthy(ctx, p)
 		}
 		if err == nil {
-			if err = patronisOnDCS(ctx, p); err == nil {
-				return v, nil
-			}
+			err = patronisOnDCS(ctx, p)
+		}
+		switch {
+		case err != nil:
+			wholeSince = time.Time{}
+		case wholeSince.IsZero():
+			wholeSince = time.Now()
+		case time.Since(wholeSince) >= steady:
+			return v, nil
 		}
 		last = err
 		select {
 		case <-ctx.Done():
+			if last == nil {
+				last = errors.New("whole, but not yet for " + steady.String())
+			}
 			return View{}, fmt.Errorf("cluster not whole after %s: %w", timeout, last)
 		case <-time.After(250 * time.Millisecond):
 		}
@@ -340,11 +354,19 @@ func connectNode(ctx context.Context, node, password, database string) (*pgx.Con
 	cfg.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
 		return dialInNetns(ctx, nsPrefix+node, network, addr)
 	}
-	conn, err := pgx.ConnectConfig(ctx, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("connect to %s: %w", node, err)
+	// A node that just rejoined may still be restarting PostgreSQL: retry
+	// for a while before calling it a failure.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		conn, err := pgx.ConnectConfig(ctx, cfg)
+		if err == nil {
+			return conn, nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return nil, fmt.Errorf("connect to %s: %w", node, err)
+		}
+		time.Sleep(500 * time.Millisecond)
 	}
-	return conn, nil
 }
 
 // dialInNetns dials from inside network namespace ns: the socket is created
