@@ -61,7 +61,18 @@ func (v View) Member(name string) (Member, bool) {
 	return v.Members[i], true
 }
 
-// SyncStandby returns the synchronous standby's name, or "".
+// syncStandbys counts the synchronous standbys.
+func (v View) syncStandbys() int {
+	n := 0
+	for _, m := range v.Members {
+		if m.Role == "sync_standby" {
+			n++
+		}
+	}
+	return n
+}
+
+// SyncStandby returns the first synchronous standby's name, or "".
 func (v View) SyncStandby() string {
 	for _, m := range v.Members {
 		if m.Role == "sync_standby" {
@@ -103,10 +114,14 @@ func (v View) Whole(p *cluster.Plan) error {
 			missing = append(missing, fmt.Sprintf("%s on timeline %d, leader on %d", n.Name, m.Timeline, leader.Timeline))
 		}
 	}
-	// In synchronous mode a commit is safe only once a synchronous standby
-	// is chosen; until then the leader commits alone.
-	if p.Config.Patroni.SynchronousMode && v.SyncStandby() == "" {
-		missing = append(missing, "no synchronous standby")
+	// In synchronous mode a commit is safe only once the synchronous
+	// standbys are chosen; until then the leader commits with fewer, and a
+	// replica that is not yet synchronous cannot be promoted (a region that
+	// holds only such a replica cannot take over).
+	if p.Config.Patroni.SynchronousMode {
+		if got, want := v.syncStandbys(), p.SynchronousNodeCount(); got < want {
+			missing = append(missing, fmt.Sprintf("%d synchronous standbys of %d", got, want))
+		}
 	}
 	if missing != nil {
 		return errors.New(strings.Join(missing, ", "))
