@@ -158,13 +158,9 @@ func (c *Cluster) RestartApp(ctx context.Context, name string) error {
 		if slices.ContainsFunc(st.Procs[name], proc.alive) {
 			return nil
 		}
-		var ps []proc
-		for _, l := range ls {
-			p, err := l.start()
-			if err != nil {
-				return err
-			}
-			ps = append(ps, p)
+		ps, err := startAll(ls)
+		if err != nil {
+			return err
 		}
 		st.Procs[name] = ps
 		return nil

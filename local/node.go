@@ -250,18 +250,27 @@ func (c *Cluster) startNode(n cluster.Node) error {
 	if err != nil {
 		return err
 	}
-	var ps []proc
-	for _, l := range ls {
-		p, err := l.start()
-		if err != nil {
-			return err
-		}
-		ps = append(ps, p)
+	ps, err := startAll(ls)
+	if err != nil {
+		return err
 	}
 	return c.update(func(st *state) error {
 		st.Procs[n.Name] = ps
 		return nil
 	})
+}
+
+// startAll starts every launch, in order.
+func startAll(ls []launch) ([]proc, error) {
+	var ps []proc
+	for _, l := range ls {
+		p, err := l.start()
+		if err != nil {
+			return ps, err
+		}
+		ps = append(ps, p)
+	}
+	return ps, nil
 }
 
 // restartDead starts again the daemons of node n that are not running, as
