@@ -385,9 +385,9 @@ func connectNode(ctx context.Context, node, password, database string) (*pgx.Con
 }
 
 // dialInNetns dials from inside network namespace ns: the socket is created
-// on an OS thread moved into ns, and keeps that namespace for its life. The
-// thread stays locked and so ends with its goroutine, never returning to the
-// Go scheduler in the wrong namespace.
+// on an OS thread moved into ns, and keeps that namespace for its life; the
+// thread then moves back and returns to the Go scheduler (or, if it cannot,
+// stays locked and ends with its goroutine).
 func dialInNetns(ctx context.Context, ns, network, addr string) (net.Conn, error) {
 	type result struct {
 		conn net.Conn
@@ -396,6 +396,12 @@ func dialInNetns(ctx context.Context, ns, network, addr string) (net.Conn, error
 	ch := make(chan result, 1)
 	go func() {
 		runtime.LockOSThread()
+		home, err := os.Open("/proc/thread-self/ns/net")
+		if err != nil {
+			ch <- result{err: fmt.Errorf("own network namespace: %w", err)}
+			return
+		}
+		defer home.Close()
 		f, err := os.Open("/run/netns/" + ns)
 		if err != nil {
 			ch <- result{err: fmt.Errorf("network namespace %s: %w", ns, err)}
@@ -409,6 +415,13 @@ func dialInNetns(ctx context.Context, ns, network, addr string) (net.Conn, error
 		var d net.Dialer
 		conn, err := d.DialContext(ctx, network, addr)
 		ch <- result{conn, err}
+		// Go back home before freeing the thread. A thread left in ns would
+		// die with this goroutine — unless it is the process's main thread,
+		// which Go keeps: the whole process would then count as one of the
+		// node's processes, and stopping the node would signal it too.
+		if unix.Setns(int(home.Fd()), unix.CLONE_NEWNET) == nil {
+			runtime.UnlockOSThread()
+		}
 	}()
 	r := <-ch
 	return r.conn, r.err

@@ -158,7 +158,10 @@ func nsPIDs(ns string) []int {
 		if syscall.Stat(fmt.Sprintf("/proc/%d/ns/net", pid), &st) != nil {
 			continue
 		}
-		if st.Dev == want.Dev && st.Ino == want.Ino {
+		// Never this process: a program that drives the cluster may have
+		// entered a node's namespace on one of its threads (to dial it),
+		// and stopping that node must not stop the program.
+		if st.Dev == want.Dev && st.Ino == want.Ino && pid != os.Getpid() {
 			pids = append(pids, pid)
 		}
 	}
