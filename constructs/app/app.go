@@ -93,8 +93,7 @@ func NewApp(scope constructs.Construct, id string, props *AppProps) *App {
 		nd := node.NewNode(this, n.Name, &node.NodeProps{
 			Plan:          props.Plan,
 			Node:          n,
-			Vpc:           props.Network.Vpc,
-			Subnet:        props.Network.Subnet(n),
+			Network:       props.Network,
 			SecurityGroup: props.SecurityGroup,
 			Role:          a.Role,
 			InstanceType:  cfg.Instances.App,

@@ -43,8 +43,7 @@ func NewEtcd(scope constructs.Construct, id string, props *EtcdProps) *Etcd {
 		e.Nodes = append(e.Nodes, node.NewNode(this, n.Name, &node.NodeProps{
 			Plan:                  props.Plan,
 			Node:                  n,
-			Vpc:                   props.Network.Vpc,
-			Subnet:                props.Network.Subnet(n),
+			Network:               props.Network,
 			SecurityGroup:         props.SecurityGroup,
 			Role:                  e.Role,
 			InstanceType:          props.Plan.Config.Instances.Etcd,

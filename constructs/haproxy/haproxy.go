@@ -44,8 +44,7 @@ func NewHAProxy(scope constructs.Construct, id string, props *HAProxyProps) *HAP
 		nd := node.NewNode(this, n.Name, &node.NodeProps{
 			Plan:          props.Plan,
 			Node:          n,
-			Vpc:           props.Network.Vpc,
-			Subnet:        props.Network.Subnet(n),
+			Network:       props.Network,
 			SecurityGroup: props.SecurityGroup,
 			Role:          h.Role,
 			InstanceType:  props.Plan.Config.Instances.HAProxy,

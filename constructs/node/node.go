@@ -14,6 +14,7 @@ import (
 
 	"github.com/pgha/pgha/cluster"
 	"github.com/pgha/pgha/constructs/nag"
+	"github.com/pgha/pgha/constructs/network"
 	"github.com/pgha/pgha/render"
 )
 
@@ -57,10 +58,9 @@ type NodeProps struct {
 	Plan *cluster.Plan
 	// Node is the node to create, from Plan. Required.
 	Node cluster.Node
-	// Subnet is the node's subnet (Node.Subnet). Required.
-	Subnet awsec2.ISubnet
-	// Vpc is the subnet's VPC. Required.
-	Vpc awsec2.IVpc
+	// Network is the node's region's network; the node goes into its
+	// subnet for Node.Subnet. Required.
+	Network *network.Network
 	// SecurityGroup is the node's role's security group. Required.
 	SecurityGroup awsec2.ISecurityGroup
 	// Role is the instance role. Required.
@@ -111,8 +111,8 @@ func NewNode(scope constructs.Construct, id string, props *NodeProps) *Node {
 		image = awsec2.MachineImage_GenericLinux(&map[string]*string{n.Region: jsii.String(ami)}, nil)
 	}
 	instance := awsec2.NewInstance(this, jsii.String("Instance"), &awsec2.InstanceProps{
-		Vpc:           props.Vpc,
-		VpcSubnets:    &awsec2.SubnetSelection{Subnets: &[]awsec2.ISubnet{props.Subnet}},
+		Vpc:           props.Network.Vpc,
+		VpcSubnets:    &awsec2.SubnetSelection{Subnets: &[]awsec2.ISubnet{props.Network.Subnet(n)}},
 		InstanceType:  awsec2.NewInstanceType(jsii.String(props.InstanceType)),
 		MachineImage:  image,
 		UserData:      awsec2.UserData_Custom(jsii.String(script)),

@@ -61,8 +61,7 @@ func NewPostgres(scope constructs.Construct, id string, props *PostgresProps) *P
 		nd := node.NewNode(this, n.Name, &node.NodeProps{
 			Plan:                  props.Plan,
 			Node:                  n,
-			Vpc:                   props.Network.Vpc,
-			Subnet:                props.Network.Subnet(n),
+			Network:               props.Network,
 			SecurityGroup:         props.SecurityGroup,
 			Role:                  p.Role,
 			InstanceType:          cfg.Instances.Postgres,
