@@ -12,7 +12,9 @@ import (
 // TestDockerfile builds the app the way the Dockerfile's build stage does,
 // from a context holding only what its COPY lines copy, so the Dockerfile
 // cannot drift from a build that works; and checks the final stage. There is
-// no Docker engine here, so the stages are replayed by hand.
+// no Docker engine here, so the stages are replayed by hand, as BuildKit runs
+// them for a linux/arm64 image on an amd64 builder: the build stage must run
+// on the builder's platform and cross-compile, or it needs QEMU.
 func TestDockerfile(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the app")
@@ -22,6 +24,12 @@ func TestDockerfile(t *testing.T) {
 		t.Fatalf("want a build stage and a final stage, got %d stages", len(stages))
 	}
 	build, final := stages[0], stages[1]
+	if from := build[0].args; len(from) < 2 || from[0] != "--platform=$BUILDPLATFORM" {
+		t.Errorf("build stage FROM %s: want --platform=$BUILDPLATFORM, so it runs without emulation", strings.Join(from, " "))
+	}
+	// BuildKit's automatic platform arguments for this build.
+	platformArgs := map[string]string{"BUILDPLATFORM": "linux/amd64", "TARGETOS": "linux", "TARGETARCH": "arm64"}
+	args := map[string]string{}
 
 	// Replay the build stage: WORKDIR, COPY from the repository root, RUN.
 	root := t.TempDir()
@@ -46,6 +54,12 @@ func TestDockerfile(t *testing.T) {
 				}
 				copyPath(t, filepath.Join("..", src), target)
 			}
+		case "ARG":
+			for _, a := range in.args {
+				if v, ok := platformArgs[a]; ok {
+					args[a] = v
+				}
+			}
 		case "RUN":
 			runs++
 			if !strings.Contains(in.line, "CGO_ENABLED=0") || !strings.Contains(in.line, "go build") {
@@ -53,6 +67,12 @@ func TestDockerfile(t *testing.T) {
 			}
 			cmd := exec.Command("sh", "-c", strings.ReplaceAll(in.line, "/out/", out+"/"))
 			cmd.Dir = workdir
+			// RUN sees the stage's ARGs as variables, and no GOARCH of the
+			// host's: only what the Dockerfile passes counts.
+			cmd.Env = append(os.Environ(), "GOOS=", "GOARCH=")
+			for k, v := range args {
+				cmd.Env = append(cmd.Env, k+"="+v)
+			}
 			if b, err := cmd.CombinedOutput(); err != nil {
 				t.Fatalf("RUN %s: %v\n%s", in.line, err, b)
 			}
@@ -68,6 +88,9 @@ func TestDockerfile(t *testing.T) {
 		t.Fatalf("the build stage's output: %v", err)
 	}
 	defer bin.Close()
+	if bin.Machine != elf.EM_AARCH64 {
+		t.Errorf("the build stage built a %v binary for a linux/arm64 image: want a cross-compiled aarch64 one", bin.Machine)
+	}
 	for _, p := range bin.Progs {
 		if p.Type == elf.PT_INTERP {
 			t.Error("the binary is dynamically linked")
@@ -120,6 +143,9 @@ func parseDockerfile(t *testing.T, name string) [][]instruction {
 		if in.cmd == "FROM" {
 			stages = append(stages, nil)
 			in.line = in.args[0]
+			if strings.HasPrefix(in.line, "--platform=") && len(in.args) > 1 {
+				in.line = in.args[1]
+			}
 		}
 		if len(stages) == 0 {
 			t.Fatalf("%s before the first FROM", in.cmd)
