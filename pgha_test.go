@@ -22,6 +22,7 @@ import (
 
 	"github.com/pgha/pgha/cluster"
 	"github.com/pgha/pgha/constructs/app"
+	"github.com/pgha/pgha/internal/cfncheck"
 	"github.com/pgha/pgha/render"
 	"github.com/pgha/pgha/stacks"
 )
@@ -72,6 +73,19 @@ func witnessConfig() map[string]any {
 	}
 }
 
+// variants are configurations derived from cdk.json's, each changing one
+// thing, for the tests that check what that change leaves alone.
+var variants = map[string]func(cfg map[string]any){
+	// One more PostgreSQL node in the primary region, one more in the
+	// secondary: nothing of the other region may change.
+	"grown-primary":   func(cfg map[string]any) { region(cfg, 0)["postgres"] = 3.0 },
+	"grown-secondary": func(cfg map[string]any) { region(cfg, 1)["postgres"] = 2.0; region(cfg, 1)["haproxy"] = 2.0 },
+}
+
+func region(cfg map[string]any, i int) map[string]any {
+	return cfg["regions"].([]any)[i].(map[string]any)
+}
+
 func cdkContext(t *testing.T) map[string]any {
 	t.Helper()
 	ctx, err := readContext("cdk.json")
@@ -96,6 +110,9 @@ func synth(t *testing.T, name string) *synthesized {
 	ctx := cdkContext(t)
 	if name == "witness" {
 		ctx[cluster.ContextKey] = witnessConfig()
+	}
+	if edit, ok := variants[name]; ok {
+		edit(ctx[cluster.ContextKey].(map[string]any))
 	}
 	s := &synthesized{dir: filepath.Join(tmpRoot, name), templates: map[string]map[string]any{}}
 	synthCache[name] = s
@@ -463,7 +480,7 @@ func TestInstances(t *testing.T) {
 			}
 			for id, v := range vols {
 				p := props(v)
-				if p["Encrypted"] != true || p["VolumeType"] != "gp3" || p["Size"] != float64(cfg.Instances.DataVolumeGiB) || v["DeletionPolicy"] != "Retain" {
+				if p["Encrypted"] != true || p["VolumeType"] != "gp3" || p["Size"] != float64(cfg.Instances.DataVolumeGiB) || v["DeletionPolicy"] != "RetainExceptOnCreate" {
 					t.Errorf("%s: volume %s: %s (deletion %v)", rp.Name, id, toJSON(p), v["DeletionPolicy"])
 				}
 			}
@@ -645,7 +662,7 @@ func TestSecrets(t *testing.T) {
 			if !reflect.DeepEqual(p["ReplicaRegions"], replicas) {
 				t.Errorf("secret %s replicated to %v, want %v", id, p["ReplicaRegions"], replicas)
 			}
-			if r["DeletionPolicy"] != "Retain" {
+			if r["DeletionPolicy"] != "RetainExceptOnCreate" {
 				t.Errorf("secret %s is not retained", id)
 			}
 		}
@@ -979,4 +996,96 @@ func TestCLISynth(t *testing.T) {
 			t.Errorf("cdk synth wrote no template for %s: %v", r, err)
 		}
 	}
+}
+
+// TestDeployRules checks every synthesized template against what EC2, IAM
+// and CloudFormation enforce only at deploy time (internal/cfncheck): a
+// security group description EC2 rejects once failed the first deploy.
+func TestDeployRules(t *testing.T) {
+	forEachConfig(t, func(t *testing.T, s *synthesized) {
+		for name, tpl := range s.templates {
+			if why := cfncheck.StackName(name); why != "" {
+				t.Error(why)
+			}
+			for _, p := range cfncheck.Check(tpl) {
+				t.Errorf("%s: %s", name, p)
+			}
+		}
+	})
+}
+
+// cfnLintAccepted are the cfn-lint warnings that stay, each with why.
+var cfnLintAccepted = map[string]string{}
+
+// TestCfnLint runs cfn-lint on every template: no error, and no warning
+// that is not in cfnLintAccepted.
+func TestCfnLint(t *testing.T) {
+	lint, err := exec.LookPath("cfn-lint")
+	if err != nil {
+		t.Skip("cfn-lint is not installed (pipx install cfn-lint): the templates are not linted")
+	}
+	forEachConfig(t, func(t *testing.T, s *synthesized) {
+		for name := range s.templates {
+			path := filepath.Join(s.dir, name+".template.json")
+			out, err := exec.Command(lint, "--format", "parseable", "--", path).CombinedOutput()
+			if err != nil && len(out) == 0 {
+				t.Fatalf("cfn-lint %s: %v", path, err)
+			}
+			for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+				if line == "" {
+					continue
+				}
+				// path:line:col:line:col:RULE:message
+				f := strings.SplitN(line, ":", 7)
+				if len(f) < 7 {
+					t.Errorf("%s: cfn-lint: %s", name, line)
+					continue
+				}
+				rule, msg := f[5], f[6]
+				if _, ok := cfnLintAccepted[rule]; ok && !strings.HasPrefix(rule, "E") {
+					continue
+				}
+				t.Errorf("%s: cfn-lint %s: %s", name, rule, msg)
+			}
+		}
+	})
+}
+
+// TestResizingARegionKeepsTheOthers grows each region in turn (and, read
+// the other way, shrinks it back): every other region's stack keeps each
+// logical ID and each instance its IP and name.
+func TestResizingARegionKeepsTheOthers(t *testing.T) {
+	base := synth(t, "default")
+	for variant, changed := range map[string]string{"grown-primary": "eu-west-3", "grown-secondary": "eu-west-1"} {
+		grown := synth(t, variant)
+		for _, rp := range base.plan.Regions {
+			if rp.Name == changed {
+				continue
+			}
+			name := stacks.StackName(base.plan.Config, rp.Name)
+			a, b := identities(base.templates[name]), identities(grown.templates[name])
+			if !reflect.DeepEqual(a, b) {
+				t.Errorf("%s changed the %s stack's resources:\n%v\nbecame\n%v", variant, rp.Name, a, b)
+			}
+		}
+	}
+}
+
+// identities lists a template's logical IDs, with each instance's private
+// IP and Name tag and each volume's Name tag.
+func identities(tpl map[string]any) []string {
+	var out []string
+	for id, r := range tpl["Resources"].(map[string]any) {
+		res := r.(map[string]any)
+		line := id
+		switch res["Type"] {
+		case "AWS::EC2::Instance":
+			line += fmt.Sprintf(" %v %s", props(res)["PrivateIpAddress"], tag(res, "Name"))
+		case "AWS::EC2::Volume":
+			line += " " + tag(res, "Name")
+		}
+		out = append(out, line)
+	}
+	sort.Strings(out)
+	return out
 }

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"slices"
 	"sort"
+	"strings"
 )
 
 // Role is what a node does.
@@ -34,9 +35,14 @@ var roleLayout = map[Role]struct {
 	RoleApp:      {"app", 40, true},
 }
 
-// Node is one host of the cluster.
+// Node is one host of the cluster. Its identity — Name, ID, IP and the
+// construct IDs and data volume that follow from them — depends only on its
+// region, its role and its ordinal there: growing or shrinking one region
+// changes no other region's nodes.
 type Node struct {
-	Name     string       // unique in the cluster, e.g. "pg1"; Patroni's member name
+	Name     string       // unique in the cluster, RegionCode-ID, e.g. "euw3-pg1"; Patroni's member name
+	ID       string       // unique in its region, role prefix and Ordinal, e.g. "pg1"; the construct ID
+	Ordinal  int          // 1, 2, ... among the nodes of its role in its region
 	Role     Role         // what it runs
 	Region   string       // AWS region
 	AZ       string       // availability zone, e.g. "eu-west-3a"
@@ -82,17 +88,18 @@ func NewPlan(c Config) (*Plan, error) {
 	}
 	for _, role := range Roles {
 		layout := roleLayout[role]
-		n := 0
 		for _, rp := range p.Regions {
 			for k := range counts[rp.Name][role] {
-				n++
+				id := fmt.Sprintf("%s%d", layout.prefix, k+1)
 				az := k % 3
 				subnet := rp.PrivateSubnets[az]
 				if layout.public {
 					subnet = rp.PublicSubnets[az]
 				}
 				node := Node{
-					Name:    fmt.Sprintf("%s%d", layout.prefix, n),
+					Name:    RegionCode(rp.Name) + "-" + id,
+					ID:      id,
+					Ordinal: k + 1,
 					Role:    role,
 					Region:  rp.Name,
 					AZ:      rp.AZs[az],
@@ -112,6 +119,34 @@ func NewPlan(c Config) (*Plan, error) {
 		}
 	}
 	return p, nil
+}
+
+// compass abbreviates the words of a region name the way AWS's zone IDs
+// do (euw3-az1, apse1-az2, usgw1-az1).
+var compass = map[string]string{
+	"north": "n", "south": "s", "east": "e", "west": "w", "central": "c",
+	"northeast": "ne", "northwest": "nw", "southeast": "se", "southwest": "sw",
+}
+
+// RegionCode is a region's short code, the prefix of AWS's availability
+// zone IDs: "eu-west-3" is "euw3", "ap-southeast-1" "apse1", "us-gov-west-1"
+// "usgw1". Node names start with it, so they are unique across regions and
+// depend on nothing but the node's own region.
+// https://docs.aws.amazon.com/ram/latest/userguide/working-with-az-ids.html
+func RegionCode(region string) string {
+	parts := strings.Split(region, "-")
+	var b strings.Builder
+	for i, part := range parts {
+		switch {
+		case i == 0 || i == len(parts)-1:
+			b.WriteString(part)
+		case compass[part] != "":
+			b.WriteString(compass[part])
+		default:
+			b.WriteString(part[:1])
+		}
+	}
+	return b.String()
 }
 
 func newRegionPlan(name, cidr string, azs []string, primary, witness bool) RegionPlan {

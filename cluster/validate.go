@@ -44,13 +44,18 @@ func (c Config) Validate() error {
 	}
 	var all []namedCIDR
 	regionNames := map[string]string{}
+	regionCodes := map[string]string{}
 	checkRegion := func(field, name, cidr string, azs []string) {
 		if !regionRE.MatchString(name) {
 			v.addf(field+".name", name, "is not an AWS region name (like eu-west-3)")
 		} else if prev, dup := regionNames[name]; dup {
 			v.addf(field+".name", name, "is already used by "+prev)
+		} else if prev, dup := regionCodes[RegionCode(name)]; dup {
+			// Node names start with the code: they would collide.
+			v.addf(field+".name", name, "has the same short code "+RegionCode(name)+" as "+prev)
 		} else {
 			regionNames[name] = field
+			regionCodes[RegionCode(name)] = name
 		}
 		p, err := netip.ParsePrefix(cidr)
 		switch {

@@ -11,18 +11,19 @@
 // in its /24 subnet, with the subnet's first address as default gateway.
 // Each region has a router namespace "pgha-r-<region>" holding one bridge per
 // subnet (s0-s2 public, s3-s5 private) with the gateway address; a node's
-// veth ("v-<node>" on the router side) is a port of its subnet's bridge.
+// veth ("v-<id>" on the router side, after the node's region-local ID) is a
+// port of its subnet's bridge.
 // A core router namespace "pgha-core" joins the region routers, each over a
 // /30 of a link net outside every region CIDR (10.255.255.0/24 unless that
 // overlaps one), and the root namespace over the first /30 (veth "pgha0"):
 // the root namespace routes each region CIDR through the core router, so
 // every node is reachable from it.
 //
-//	root ── pgha0 ── pgha-core ─┬─ r0 ── pgha-r-eu-west-3 ─ s3 ─ v-pg1 ── pgha-pg1 (10.11.3.10)
-//	                            │                          └ s0 ─ v-app1 ─ pgha-app1 (10.11.0.40)
-//	                            └─ r1 ── pgha-r-eu-west-1 ─ s3 ─ v-pg3 ── pgha-pg3 (10.12.3.10)
+//	root ── pgha0 ── pgha-core ─┬─ r0 ── pgha-r-eu-west-3 ─ s3 ─ v-pg1 ── pgha-euw3-pg1 (10.11.3.10)
+//	                            │                          └ s0 ─ v-app1 ─ pgha-euw3-app1 (10.11.0.40)
+//	                            └─ r1 ── pgha-r-eu-west-1 ─ s3 ─ v-pg1 ── pgha-euw1-pg1 (10.12.3.10)
 //
-// Faults act on the router side: Isolate sets a node's v-<node>, or a
+// Faults act on the router side: Isolate sets a node's v-<id>, or a
 // region's r<i> on the core router, down.
 //
 // # Daemons

@@ -175,7 +175,7 @@ func TestEndToEnd(t *testing.T) {
 		for _, r := range runs {
 			restarts += len(r.Restarted)
 		}
-		appLog, err := os.ReadFile(filepath.Join(dir, "logs", "app1-app.log"))
+		appLog, err := os.ReadFile(filepath.Join(dir, "logs", "euw3-app1-app.log"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -326,7 +326,7 @@ func TestEndToEnd(t *testing.T) {
 // killApp SIGKILLs app1's process, as an app crash, and returns when.
 func killApp(t *testing.T, c *Cluster) time.Time {
 	t.Helper()
-	ps := c.procs("app1")
+	ps := c.procs("euw3-app1")
 	if len(ps) != 1 || !ps[0].alive() {
 		t.Fatalf("app1's process: %+v", ps)
 	}
@@ -349,7 +349,7 @@ func waitRestart(ctx context.Context, t *testing.T, c *Cluster, region string, s
 		}
 		for _, r := range runs {
 			if r.Time.After(since) && len(r.Restarted) > 0 {
-				if !slices.Equal(r.Restarted, []string{"app1"}) {
+				if !slices.Equal(r.Restarted, []string{"euw3-app1"}) {
 					return fmt.Errorf("restarted %v, want app1", r.Restarted)
 				}
 				found = r

@@ -113,7 +113,7 @@ func (c *Cluster) Fault(ctx context.Context, f Fault, targetName string) ([]stri
 			return names, setLink(ctx, coreNS, regionVeth(c.regionIndex(t.region)), false)
 		}
 		n := t.nodes[0]
-		return names, setLink(ctx, regionNS(n.Region), nodeVeth(n.Name), false)
+		return names, setLink(ctx, regionNS(n.Region), nodeVeth(n.ID), false)
 	case Heal:
 		if t.region != "" {
 			i := c.regionIndex(t.region)
@@ -125,7 +125,7 @@ func (c *Cluster) Fault(ctx context.Context, f Fault, targetName string) ([]stri
 			}
 		}
 		for _, n := range t.nodes {
-			if err := setLink(ctx, regionNS(n.Region), nodeVeth(n.Name), true); err != nil {
+			if err := setLink(ctx, regionNS(n.Region), nodeVeth(n.ID), true); err != nil {
 				return names, err
 			}
 			signalNS(nodeNS(n.Name), syscall.SIGCONT)

@@ -93,7 +93,7 @@ func TestNames(t *testing.T) {
 	p := defaultPlan(t)
 	for _, n := range p.Nodes {
 		// Interface names are at most 15 bytes (IFNAMSIZ - 1).
-		if v := nodeVeth(n.Name); len(v) > 15 {
+		if v := nodeVeth(n.ID); len(v) > 15 {
 			t.Errorf("veth name %q is too long", v)
 		}
 		if !strings.HasPrefix(nodeNS(n.Name), nsPrefix) {
@@ -117,14 +117,14 @@ func TestResolveTarget(t *testing.T) {
 		region  string
 		wantErr string
 	}{
-		{"node", Kill, "pg3", "pg1", []string{"pg3"}, "", ""},
-		{"leader", Stop, "leader", "pg2", []string{"pg2"}, "", ""},
-		{"non-postgres node", Isolate, "etcd3", "", []string{"etcd3"}, "", ""},
-		{"region isolate", Isolate, "eu-west-1", "", []string{"pg3", "etcd3", "haproxy2"}, "eu-west-1", ""},
-		{"region heal", Heal, "eu-west-3", "", []string{"pg1", "pg2", "etcd1", "etcd2", "haproxy1", "app1"}, "eu-west-3", ""},
+		{"node", Kill, "euw1-pg1", "euw3-pg1", []string{"euw1-pg1"}, "", ""},
+		{"leader", Stop, "leader", "euw3-pg2", []string{"euw3-pg2"}, "", ""},
+		{"non-postgres node", Isolate, "euw1-etcd1", "", []string{"euw1-etcd1"}, "", ""},
+		{"region isolate", Isolate, "eu-west-1", "", []string{"euw1-pg1", "euw1-etcd1", "euw1-haproxy1"}, "eu-west-1", ""},
+		{"region heal", Heal, "eu-west-3", "", []string{"euw3-pg1", "euw3-pg2", "euw3-etcd1", "euw3-etcd2", "euw3-haproxy1", "euw3-app1"}, "eu-west-3", ""},
 		{"rejects killing a region", Kill, "eu-west-1", "", nil, "", "applies to a node"},
 		{"rejects an unknown target", Kill, "pg9", "", nil, "", `unknown target "pg9"`},
-		{"rejects an unknown fault", "explode", "pg1", "", nil, "", `unknown fault "explode"`},
+		{"rejects an unknown fault", "explode", "euw3-pg1", "", nil, "", `unknown fault "explode"`},
 		{"rejects leader without one", Kill, "leader", "", nil, "", "no leader"},
 	}
 	for _, tt := range tests {
@@ -266,16 +266,16 @@ func TestReplicationReady(t *testing.T) {
 
 func TestNodeBinds(t *testing.T) {
 	p := defaultPlan(t)
-	pg, _ := p.Node("pg1")
+	pg, _ := p.Node("euw3-pg1")
 	got := nodeBinds(pg, nil)
 	for _, want := range []string{"/etc/patroni", "/etc/pgha", "/run", "/tmp", "/var/lib/postgresql", "/var/log/postgresql"} {
 		if !slices.Contains(got, want) {
-			t.Errorf("nodeBinds(pg1) = %v, missing %s", got, want)
+			t.Errorf("nodeBinds(euw3-pg1) = %v, missing %s", got, want)
 		}
 	}
 	// /run/postgresql is inside /run: one bind covers both.
 	if slices.Contains(got, "/run/postgresql") {
-		t.Errorf("nodeBinds(pg1) = %v binds /run/postgresql inside /run", got)
+		t.Errorf("nodeBinds(euw3-pg1) = %v binds /run/postgresql inside /run", got)
 	}
 }
 

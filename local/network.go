@@ -40,8 +40,9 @@ func nodeNS(node string) string { return nsPrefix + node }
 func regionNS(region string) string { return nsPrefix + "r-" + region }
 
 // nodeVeth is the router-side end of a node's link: setting it down cuts
-// the node off.
-func nodeVeth(node string) string { return "v-" + node }
+// the node off. It is named after the node's ID, which is unique in its
+// region router's namespace and short enough for the kernel's 15 bytes.
+func nodeVeth(id string) string { return "v-" + id }
 
 // regionVeth is the core-router end of a region router's link: setting it
 // down cuts the whole region off.
@@ -205,8 +206,8 @@ func (n network) create(ctx context.Context) error {
 		rns, nns := regionNS(node.Region), nodeNS(node.Name)
 		j := subnetIndex(r, node.Subnet)
 		steps = append(steps,
-			[]string{"link", "add", nodeVeth(node.Name), "netns", rns, "type", "veth", "peer", "name", "eth0", "netns", nns},
-			[]string{"-n", rns, "link", "set", nodeVeth(node.Name), "master", bridgeName(j), "up"},
+			[]string{"link", "add", nodeVeth(node.ID), "netns", rns, "type", "veth", "peer", "name", "eth0", "netns", nns},
+			[]string{"-n", rns, "link", "set", nodeVeth(node.ID), "master", bridgeName(j), "up"},
 			[]string{"-n", nns, "addr", "add", netip.PrefixFrom(node.IP, node.Subnet.Bits()).String(), "dev", "eth0"},
 			[]string{"-n", nns, "link", "set", "eth0", "up"},
 			[]string{"-n", nns, "route", "add", "default", "via", gateway(node.Subnet).Addr().String()},

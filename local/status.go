@@ -132,7 +132,7 @@ func leaderOf(ms []Member) string {
 
 // cutOff reports whether node n or its region is cut off the network.
 func (c *Cluster) cutOff(n cluster.Node) bool {
-	return !linkUp(regionNS(n.Region), nodeVeth(n.Name)) || c.regionCutOff(n.Region)
+	return !linkUp(regionNS(n.Region), nodeVeth(n.ID)) || c.regionCutOff(n.Region)
 }
 
 func (c *Cluster) regionCutOff(region string) bool {

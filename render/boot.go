@@ -3,6 +3,7 @@ package render
 import (
 	"bytes"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/pgha/pgha/cluster"
@@ -15,6 +16,15 @@ const MaxUserData = 16384
 // quoted, so bash expands nothing inside: files arrive byte for byte, and a
 // CDK token in them is still there for CloudFormation to replace.
 const heredocEnd = "PGHA_EOF"
+
+// AptInstall is how the boot script installs Packages: only what they
+// depend on, not what they recommend (what a package recommends is not
+// there; a test installs each role's list with these flags and checks that
+// every program the node runs exists).
+const AptInstall = "apt-get install -q -y --no-install-recommends"
+
+// Packages returns the Debian 13 packages role's boot installs.
+func Packages(role cluster.Role) []string { return slices.Clone(packages[role]) }
 
 // packages are the Debian 13 packages each role installs.
 var packages = map[cluster.Role][]string{
@@ -62,6 +72,7 @@ func BootScript(p *cluster.Plan, n cluster.Node, opts BootOptions) (string, erro
 		"Plan":            p,
 		"Node":            n,
 		"Packages":        strings.Join(packages[n.Role], " "),
+		"AptInstall":      AptInstall,
 		"Postgres":        n.Role == cluster.RolePostgres,
 		"Etcd":            n.Role == cluster.RoleEtcd,
 		"App":             n.Role == cluster.RoleApp,

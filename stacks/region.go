@@ -175,7 +175,7 @@ func (s *RegionStack) addOutputs(p *cluster.Plan) {
 
 	if s.App != nil {
 		for _, n := range s.App.Nodes {
-			id := exportName(n.Spec.Name)
+			id := exportName(n.Spec.ID)
 			out(id+"Endpoint", fmt.Sprintf("%s: the hello API, from inside the peered VPCs", n.Spec.Name),
 				jsii.String(fmt.Sprintf("http://%s:%d", n.Spec.IP, cluster.PortApp)))
 			if len(p.Config.App.AllowedCIDRs) > 0 {
@@ -200,7 +200,7 @@ func (s *RegionStack) addOutputs(p *cluster.Plan) {
 	}
 	if s.Postgres != nil {
 		for _, n := range s.Postgres.Nodes {
-			id := exportName(n.Spec.Name)
+			id := exportName(n.Spec.ID)
 			out(id+"Session", fmt.Sprintf("%s: open a shell with Session Manager", n.Spec.Name), session(n.Instance.InstanceId(), ""))
 			out(id+"PatroniList", fmt.Sprintf("%s: show the cluster's members, leader and lag", n.Spec.Name),
 				session(n.Instance.InstanceId(), fmt.Sprintf(` --document-name AWS-StartInteractiveCommand --parameters command="sudo -u postgres patronictl -c %s list"`, render.PatroniConfig)))

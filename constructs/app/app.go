@@ -55,7 +55,7 @@ type App struct {
 	Image awsecrassets.DockerImageAsset
 	// Role is the instances' role.
 	Role awsiam.Role
-	// Nodes are the instances, in plan order (construct IDs "app1", ...).
+	// Nodes are the instances, in plan order (construct IDs: their region-local IDs, "app1", ...).
 	Nodes []*node.Node
 }
 
@@ -90,7 +90,7 @@ func NewApp(scope constructs.Construct, id string, props *AppProps) *App {
 		"Resource::*")
 	props.Secrets.GrantRead(a.Role, cluster.SecretsFor(cluster.RoleApp)...)
 	for _, n := range props.Plan.Select(props.Region, cluster.RoleApp) {
-		nd := node.NewNode(this, n.Name, &node.NodeProps{
+		nd := node.NewNode(this, n.ID, &node.NodeProps{
 			Plan:          props.Plan,
 			Node:          n,
 			Network:       props.Network,

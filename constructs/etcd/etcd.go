@@ -31,7 +31,7 @@ type Etcd struct {
 	constructs.Construct
 	// Role is the members' instance role.
 	Role awsiam.Role
-	// Nodes are the instances, in plan order (construct IDs "etcd1", ...).
+	// Nodes are the instances, in plan order (construct IDs: their region-local IDs, "etcd1", ...).
 	Nodes []*node.Node
 }
 
@@ -40,7 +40,7 @@ func NewEtcd(scope constructs.Construct, id string, props *EtcdProps) *Etcd {
 	this := constructs.NewConstruct(scope, &id)
 	e := &Etcd{Construct: this, Role: node.NewRole(this, "Role", cluster.RoleEtcd)}
 	for _, n := range props.Plan.Select(props.Region, cluster.RoleEtcd) {
-		e.Nodes = append(e.Nodes, node.NewNode(this, n.Name, &node.NodeProps{
+		e.Nodes = append(e.Nodes, node.NewNode(this, n.ID, &node.NodeProps{
 			Plan:                  props.Plan,
 			Node:                  n,
 			Network:               props.Network,

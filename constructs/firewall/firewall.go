@@ -41,7 +41,7 @@ var Flows = []Flow{
 	{cluster.RoleApp, cluster.RoleHAProxy, []int{cluster.PortHAProxyWrite}, "database access through the leader", false},
 	{RoleHealthCheck, cluster.RolePostgres, []int{cluster.PortPatroni}, "health check of every member", false},
 	{RoleHealthCheck, cluster.RoleHAProxy, []int{cluster.PortHAProxyWrite}, "write check through every HAProxy", false},
-	{RoleHealthCheck, cluster.RoleApp, []int{cluster.PortApp}, "readiness of the region's apps", true},
+	{RoleHealthCheck, cluster.RoleApp, []int{cluster.PortApp}, "readiness of the apps in the region", true},
 }
 
 // FirewallProps configures a Firewall.

@@ -32,7 +32,7 @@ type HAProxy struct {
 	constructs.Construct
 	// Role is the nodes' instance role.
 	Role awsiam.Role
-	// Nodes are the instances, in plan order (construct IDs "haproxy1", ...).
+	// Nodes are the instances, in plan order (construct IDs: their region-local IDs, "haproxy1", ...).
 	Nodes []*node.Node
 }
 
@@ -41,7 +41,7 @@ func NewHAProxy(scope constructs.Construct, id string, props *HAProxyProps) *HAP
 	this := constructs.NewConstruct(scope, &id)
 	h := &HAProxy{Construct: this, Role: node.NewRole(this, "Role", cluster.RoleHAProxy)}
 	for _, n := range props.Plan.Select(props.Region, cluster.RoleHAProxy) {
-		nd := node.NewNode(this, n.Name, &node.NodeProps{
+		nd := node.NewNode(this, n.ID, &node.NodeProps{
 			Plan:          props.Plan,
 			Node:          n,
 			Network:       props.Network,

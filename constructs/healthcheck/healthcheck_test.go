@@ -45,7 +45,7 @@ func TestHealthCheck(t *testing.T) {
 		Plan:           plan,
 		Region:         "eu-west-3",
 		Vpc:            vpc,
-		AppInstanceIDs: map[string]*string{"app1": app1ID},
+		AppInstanceIDs: map[string]*string{"euw3-app1": app1ID},
 		SourceDir:      "../..",
 	})
 	awscdk.Aspects_Of(app).Add(cdknag.NewAwsSolutionsChecks(nil), nil)

@@ -44,7 +44,7 @@ type Postgres struct {
 	// Role is the nodes' instance role.
 	Role awsiam.Role
 	// Nodes are the instances, in plan order; each node's construct ID is
-	// its name ("pg1"), its instance's "Instance".
+	// its region-local ID ("pg1"), its instance's "Instance".
 	Nodes []*node.Node
 	// Volumes are the data volumes, in plan order (construct ID "Data"
 	// under the node's).
@@ -58,7 +58,7 @@ func NewPostgres(scope constructs.Construct, id string, props *PostgresProps) *P
 	props.Secrets.GrantRead(p.Role, cluster.SecretsFor(cluster.RolePostgres)...)
 	cfg := props.Plan.Config
 	for _, n := range props.Plan.Select(props.Region, cluster.RolePostgres) {
-		nd := node.NewNode(this, n.Name, &node.NodeProps{
+		nd := node.NewNode(this, n.ID, &node.NodeProps{
 			Plan:                  props.Plan,
 			Node:                  n,
 			Network:               props.Network,
@@ -72,7 +72,12 @@ func NewPostgres(scope constructs.Construct, id string, props *PostgresProps) *P
 			Size:             awscdk.Size_Gibibytes(jsii.Number(float64(cfg.Instances.DataVolumeGiB))),
 			VolumeType:       awsec2.EbsDeviceVolumeType_GP3,
 			Encrypted:        jsii.Bool(true),
-			RemovalPolicy:    awscdk.RemovalPolicy_RETAIN,
+			// Kept when the stack is deleted or the volume replaced, but
+			// deleted when the stack's create rolls back: a new, empty
+			// volume must not outlive a failed first deploy.
+			// DeletionPolicy RetainExceptOnCreate:
+			// https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-attribute-deletionpolicy.html
+			RemovalPolicy: awscdk.RemovalPolicy_RETAIN_ON_UPDATE_OR_DELETE,
 			VolumeName:       jsii.String(cfg.Name + "-" + n.Name + "-data"),
 		})
 		node.Tag(vol, cfg.Name, cluster.RolePostgres)

@@ -70,7 +70,12 @@ func NewSecrets(scope constructs.Construct, id string, props *SecretsProps) *Sec
 				IncludeSpace:       jsii.Bool(false),
 			},
 			ReplicaRegions: &replicas,
-			RemovalPolicy:  awscdk.RemovalPolicy_RETAIN,
+			// RetainExceptOnCreate: a create that rolls back deletes the
+			// secret (and its replicas), so that retrying the deploy does
+			// not fail on "already exists"; once created it outlives the
+			// stack, as the data volumes do.
+			// https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-attribute-deletionpolicy.html
+			RemovalPolicy: awscdk.RemovalPolicy_RETAIN_ON_UPDATE_OR_DELETE,
 		})
 		nag.Suppress(s.secrets[name], "AwsSolutions-SMG4",
 			"The password is also stored in PostgreSQL (the role's SCRAM verifier) and in the nodes' Patroni environment, read once at boot; "+

@@ -256,7 +256,7 @@ func startup(n int) (stats, error) {
 	if err != nil {
 		return nil, err
 	}
-	s, _ := healthcheck.SettingsFromPlan(plan, "eu-west-3", map[string]string{"app1": "i-0123456789abcdef0"})
+	s, _ := healthcheck.SettingsFromPlan(plan, "eu-west-3", map[string]string{"euw3-app1": "i-0123456789abcdef0"})
 	settings, _ := jsonString(s)
 
 	var out stats

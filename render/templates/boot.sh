@@ -11,7 +11,7 @@ log() { echo "pgha-boot: $*"; }
 
 log "installing {{.Packages}}"
 apt-get update -q
-apt-get install -q -y --no-install-recommends {{.Packages}}
+{{.AptInstall}} {{.Packages}}
 {{- if .Postgres}}
 
 # Patroni runs PostgreSQL: remove the cluster Debian creates and keep its
