@@ -2,6 +2,7 @@ package healthcheck
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -31,19 +32,35 @@ type Checker struct {
 	Backoff time.Duration
 	// Now is the clock. Default: time.Now.
 	Now func() time.Time
+	// Desired is Patroni's dynamic configuration as it should be (JSON,
+	// render.DynamicConfig): each check brings the cluster one step closer
+	// (see ConfigStep). Default: nil, the configuration is left alone.
+	Desired json.RawMessage
+	// ActionTimeout bounds each configuration action.
+	// Default: DefaultActionTimeout.
+	ActionTimeout time.Duration
+	// PrimaryRegion is the region the leader belongs in. Default: "", no
+	// such check.
+	PrimaryRegion string
+	// Boots reads the nodes' boot statuses, for BootNodes. Default: nil,
+	// not checked.
+	Boots     BootReader
+	BootNodes []string
 }
 
 // NewChecker builds a Checker from settings with the given dependencies.
 func NewChecker(s Settings, w WriteChecker, r Restarter, st Store) *Checker {
 	return &Checker{
-		Members:   s.Members,
-		Apps:      s.Apps,
-		Patroni:   &PatroniClient{Timeout: s.NodeTimeout()},
-		AppProber: &AppProber{Timeout: s.AppTimeout()},
-		Writes:    w,
-		Restarter: r,
-		Store:     st,
-		Backoff:   s.Backoff(),
+		Members:       s.Members,
+		Apps:          s.Apps,
+		Patroni:       &PatroniClient{Timeout: s.NodeTimeout()},
+		AppProber:     &AppProber{Timeout: s.AppTimeout()},
+		Writes:        w,
+		Restarter:     r,
+		Store:         st,
+		Backoff:       s.Backoff(),
+		Desired:       s.DynamicConfig,
+		PrimaryRegion: s.PrimaryRegion,
 	}
 }
 
@@ -56,8 +73,18 @@ type Report struct {
 	Decision    Decision      `json:"decision"`
 	// Restarted are the instance ids restarted by this check.
 	Restarted []string `json:"restarted,omitempty"`
-	// Errors are failures to act (store, restart); they are also returned
-	// by Check.
+	// Config is what was done about the dynamic configuration, when the
+	// checker manages it.
+	Config *ConfigStep `json:"config,omitempty"`
+	// LeaderAway is true when a running leader is outside the primary
+	// region.
+	LeaderAway bool `json:"leaderAway,omitempty"`
+	// BootsChecked is true when the nodes' boot statuses were read;
+	// BootsNotOK are then the nodes whose boot is not "ok" (BootsNotOK).
+	BootsChecked bool     `json:"bootsChecked,omitempty"`
+	BootsNotOK   []string `json:"bootsNotOk,omitempty"`
+	// Errors are failures to act (store, restart, configuration); they are
+	// also returned by Check.
 	Errors []string `json:"errors,omitempty"`
 }
 
@@ -116,6 +143,20 @@ func (c *Checker) Check(ctx context.Context) (Report, error) {
 		}
 		r.Restarted = append(r.Restarted, a.InstanceID)
 	}
+	if c.Desired != nil {
+		r.Config = c.applyConfig(ctx, c.Desired, probes, o.View)
+		if r.Config.Err != "" {
+			errs = append(errs, fmt.Errorf("dynamic configuration: %s", r.Config.Err))
+		}
+	}
+	if c.Boots != nil {
+		if st, err := c.Boots.BootStatuses(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("read boot statuses: %w", err))
+		} else {
+			r.BootsChecked, r.BootsNotOK = true, BootsNotOK(c.BootNodes, st)
+		}
+	}
+	r.LeaderAway = c.PrimaryRegion != "" && o.View.Leader.Running() && o.View.Leader.Region != c.PrimaryRegion
 	for _, err := range errs {
 		r.Errors = append(r.Errors, err.Error())
 	}
@@ -159,6 +200,15 @@ func (r Report) LogAttrs() []slog.Attr {
 	}
 	if r.Observation.WriteErr != "" {
 		attrs = append(attrs, slog.String("writeError", r.Observation.WriteErr))
+	}
+	if r.LeaderAway {
+		attrs = append(attrs, slog.String("leaderAway", fmt.Sprintf("the leader %s is in %s, outside the primary region: switch back with patronictl switchover", v.Leader.Name, v.Leader.Region)))
+	}
+	if r.Config != nil {
+		attrs = append(attrs, slog.Any("config", r.Config))
+	}
+	if len(r.BootsNotOK) > 0 {
+		attrs = append(attrs, slog.Any("bootsNotOk", r.BootsNotOK))
 	}
 	attrs = append(attrs,
 		slog.Any("apps", r.Decision.Apps),

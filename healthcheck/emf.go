@@ -21,6 +21,16 @@ const (
 	MetricRestartsIssued    = "RestartsIssued"
 	MetricUnreachable       = "UnreachableMembers"
 	MetricCheckDuration     = "CheckDurationMs"
+	// MetricLeaderAway is 1 while a running leader is outside the primary
+	// region: every commit then crosses regions.
+	MetricLeaderAway = "LeaderOutsidePrimaryRegion"
+	// MetricConfigPending is the number of members waiting for a restart
+	// plus 1 while /config differs from the desired configuration (only
+	// from the checker that applies it).
+	MetricConfigPending = "ConfigChangesPending"
+	// MetricBootsNotOK is the number of the region's nodes whose boot
+	// failed, is degraded (no SSM agent) or never reported.
+	MetricBootsNotOK = "NodeBootsNotOK"
 )
 
 type emfMetric struct {
@@ -45,6 +55,23 @@ func WriteEMF(w io.Writer, clusterName, region string, r Report) error {
 		{MetricRestartsIssued, "Count", float64(len(r.Restarted))},
 		{MetricUnreachable, "Count", float64(len(v.Unreachable))},
 		{MetricCheckDuration, "Milliseconds", float64(r.Duration.Milliseconds())},
+		{MetricLeaderAway, "Count", b2f(r.LeaderAway)},
+	}
+	if r.BootsChecked {
+		values = append(values, struct {
+			name, unit string
+			value      float64
+		}{MetricBootsNotOK, "Count", float64(len(r.BootsNotOK))})
+	}
+	if c := r.Config; c != nil {
+		pending := float64(len(c.Pending))
+		if len(c.Patched) > 0 || c.Err != "" {
+			pending++
+		}
+		values = append(values, struct {
+			name, unit string
+			value      float64
+		}{MetricConfigPending, "Count", pending})
 	}
 	doc := map[string]any{
 		DimCluster: clusterName,

@@ -40,6 +40,9 @@ type PatroniStatus struct {
 		Name    string `json:"name"`
 	} `json:"patroni"`
 	Pause bool `json:"pause"`
+	// PendingRestart is true when a changed setting waits for PostgreSQL
+	// to restart.
+	PendingRestart bool `json:"pending_restart"`
 }
 
 // IsPrimary reports whether the node says it runs the writable primary.

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/pgha/pgha/cluster"
+	"github.com/pgha/pgha/render"
 )
 
 // EnvSettings is the environment variable that holds the Settings, as JSON,
@@ -63,6 +64,17 @@ type Settings struct {
 	ParameterPath string `json:"parameterPath"`
 	// RestartBackoffMs is the least time between two restarts of one app.
 	RestartBackoffMs int64 `json:"restartBackoffMs"`
+	// PrimaryRegion is the first data region, where the leader belongs.
+	PrimaryRegion string `json:"primaryRegion"`
+	// DynamicConfig is Patroni's dynamic configuration as it should be
+	// (render.DynamicConfig): set only in the primary region's checker, the
+	// one that applies it. Default: none, the configuration is left alone.
+	DynamicConfig json.RawMessage `json:"dynamicConfig,omitempty"`
+	// BootStatusPath is where the nodes report their boot
+	// (render.BootStatusPath), and BootNodes the nodes this checker watches:
+	// its region's, and the witness's for the primary region's checker.
+	BootStatusPath string   `json:"bootStatusPath"`
+	BootNodes      []string `json:"bootNodes"`
 	// NodeTimeoutMs, AppTimeoutMs and WriteTimeoutMs bound each request;
 	// zero means the package default.
 	NodeTimeoutMs  int64 `json:"nodeTimeoutMs,omitempty"`
@@ -91,6 +103,21 @@ func SettingsFromPlan(p *cluster.Plan, region string, instanceIDs map[string]str
 		SecretName:       c.SecretName(cluster.SecretHealth),
 		ParameterPath:    ParameterPath(c.Name),
 		RestartBackoffMs: (time.Duration(c.HealthCheck.RestartBackoffMinutes) * time.Minute).Milliseconds(),
+		PrimaryRegion:    p.Primary().Name,
+	}
+	s.BootStatusPath = render.BootStatusPath(c)
+	for _, n := range p.Nodes {
+		r, _ := p.Region(n.Region)
+		if n.Region == region || r.Witness && region == p.Primary().Name {
+			s.BootNodes = append(s.BootNodes, n.Name)
+		}
+	}
+	if region == p.Primary().Name {
+		dcs, err := json.Marshal(render.Dynamic(p))
+		if err != nil {
+			return Settings{}, fmt.Errorf("healthcheck: %w", err)
+		}
+		s.DynamicConfig = dcs
 	}
 	for _, n := range p.ByRole(cluster.RolePostgres) {
 		s.Members = append(s.Members, Member{Name: n.Name, Region: n.Region, URL: httpURL(n.IP, cluster.PortPatroni)})

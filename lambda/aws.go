@@ -14,12 +14,13 @@ import (
 	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
 
 	"github.com/pgha/pgha/healthcheck"
+	"github.com/pgha/pgha/render"
 )
 
 // The SSM Run Command that restarts the app.
 const (
 	restartDocument = "AWS-RunShellScript"
-	restartCommand  = "systemctl restart pgha-app.service"
+	restartCommand  = render.AppRestartCommand
 )
 
 // awsCallTimeout bounds each AWS API call (the SDK sets none), so one hung
@@ -31,6 +32,36 @@ type ssmAPI interface {
 	SendCommand(context.Context, *ssm.SendCommandInput, ...func(*ssm.Options)) (*ssm.SendCommandOutput, error)
 	GetParameter(context.Context, *ssm.GetParameterInput, ...func(*ssm.Options)) (*ssm.GetParameterOutput, error)
 	PutParameter(context.Context, *ssm.PutParameterInput, ...func(*ssm.Options)) (*ssm.PutParameterOutput, error)
+	GetParametersByPath(context.Context, *ssm.GetParametersByPathInput, ...func(*ssm.Options)) (*ssm.GetParametersByPathOutput, error)
+}
+
+// bootReader reads the nodes' boot statuses under path (one String
+// parameter per node, render.BootStatusParameter).
+type bootReader struct {
+	client ssmAPI
+	path   string
+}
+
+// BootStatuses implements healthcheck.BootReader.
+func (b *bootReader) BootStatuses(ctx context.Context) (map[string]string, error) {
+	ctx, cancel := context.WithTimeout(ctx, awsCallTimeout)
+	defer cancel()
+	out := map[string]string{}
+	in := &ssm.GetParametersByPathInput{Path: aws.String(b.path)}
+	for {
+		page, err := b.client.GetParametersByPath(ctx, in)
+		if err != nil {
+			return nil, fmt.Errorf("ssm GetParametersByPath %s: %w", b.path, err)
+		}
+		for _, p := range page.Parameters {
+			name := aws.ToString(p.Name)
+			out[name[strings.LastIndex(name, "/")+1:]] = aws.ToString(p.Value)
+		}
+		if aws.ToString(page.NextToken) == "" {
+			return out, nil
+		}
+		in.NextToken = page.NextToken
+	}
 }
 
 // secretsAPI is the part of the Secrets Manager client the handler uses.

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -66,5 +67,22 @@ func TestSecretPassword(t *testing.T) {
 	}
 	if _, err := (&secretPassword{client: f.secretsClient(), name: "missing"}).Password(context.Background()); err == nil {
 		t.Error("missing secret: no error")
+	}
+}
+
+func TestBootReader(t *testing.T) {
+	f := newFakeAWS(t)
+	f.params["/pgha/pgha/boot/euw3-pg1"] = "ok 2026-12-02T07:00:00Z"
+	f.params["/pgha/pgha/boot/euw3-etcd1"] = "degraded: no SSM agent 2026-12-02T07:00:00Z"
+	f.params["/pgha/pgha/restarts/i-1"] = "2026-12-02T07:00:00Z"
+	r := &bootReader{client: f.ssmClient(), path: "/pgha/pgha/boot"}
+	st, err := r.BootStatuses(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := healthcheck.BootsNotOK([]string{"euw3-pg1", "euw3-etcd1", "euw3-haproxy1"}, st)
+	want := []string{"euw3-etcd1: degraded: no SSM agent 2026-12-02T07:00:00Z", "euw3-haproxy1: none"}
+	if !slices.Equal(got, want) {
+		t.Errorf("BootsNotOK = %q, want %q", got, want)
 	}
 }

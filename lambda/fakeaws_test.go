@@ -70,6 +70,15 @@ func (f *fakeAWS) serve(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		f.ok(w, map[string]any{"Parameter": map[string]any{"Name": name, "Value": v, "Type": "String", "Version": 1}})
+	case "AmazonSSM.GetParametersByPath":
+		path, _ := body["Path"].(string)
+		var ps []any
+		for k, v := range f.params {
+			if strings.HasPrefix(k, path+"/") && !strings.Contains(k[len(path)+1:], "/") {
+				ps = append(ps, map[string]any{"Name": k, "Value": v, "Type": "String"})
+			}
+		}
+		f.ok(w, map[string]any{"Parameters": ps})
 	case "AmazonSSM.PutParameter":
 		f.params[name] = body["Value"].(string)
 		f.ok(w, map[string]any{"Version": 1, "Tier": "Standard"})

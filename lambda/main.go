@@ -70,9 +70,13 @@ func newHandler(s healthcheck.Settings, ssmClient ssmAPI, sm secretsAPI, stdout 
 	}
 	restarter := &ssmRestarter{client: ssmClient}
 	store := &parameterStore{client: ssmClient, path: s.ParameterPath}
+	checker := healthcheck.NewChecker(s, writes, restarter, store)
+	if s.BootStatusPath != "" {
+		checker.Boots = &bootReader{client: ssmClient, path: s.BootStatusPath}
+	}
 	return &handler{
 		settings: s,
-		checker:  healthcheck.NewChecker(s, writes, restarter, store),
+		checker:  checker,
 		stdout:   stdout,
 		log:      slog.New(slog.NewJSONHandler(stdout, nil)),
 	}

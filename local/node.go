@@ -61,7 +61,7 @@ func (c *Cluster) prepareNode(n cluster.Node) error {
 	base := c.nodeDir(n.Name)
 	var files []render.File
 	if n.Role != cluster.RoleApp {
-		if files, err = render.Files(c.plan, n, render.BootOptions{}); err != nil {
+		if files, err = c.nodeFiles(n); err != nil {
 			return err
 		}
 	}
@@ -151,6 +151,23 @@ func writeFile(p string, content []byte, mode os.FileMode, a account) error {
 	return os.Chown(p, a.uid, a.gid)
 }
 
+// nodeFiles are the files node n gets on EC2: those its boot script
+// carries, and those it fetches from Parameter Store.
+func (c *Cluster) nodeFiles(n cluster.Node) ([]render.File, error) {
+	files, err := render.Files(c.plan, n)
+	if err != nil {
+		return nil, err
+	}
+	fetched, err := render.Fetched(c.plan, n)
+	if err != nil {
+		return nil, err
+	}
+	for _, f := range fetched {
+		files = append(files, f.File)
+	}
+	return files, nil
+}
+
 // launches returns how to start each daemon of node n: render.Services'
 // commands in the shared root with the node's own directories, except the
 // app, which runs on the host's filesystem (it is a container on EC2).
@@ -176,7 +193,7 @@ func (c *Cluster) launches(n cluster.Node) ([]launch, error) {
 	if err != nil {
 		return nil, err
 	}
-	files, err := render.Files(c.plan, n, render.BootOptions{})
+	files, err := c.nodeFiles(n)
 	if err != nil {
 		return nil, err
 	}
@@ -184,7 +201,7 @@ func (c *Cluster) launches(n cluster.Node) ([]launch, error) {
 	for _, d := range nodeBinds(n, files) {
 		binds = append(binds, [2]string{filepath.Join(base, d), d})
 	}
-	svcs, err := render.Services(c.plan, n, render.BootOptions{})
+	svcs, err := render.Services(c.plan, n)
 	if err != nil {
 		return nil, err
 	}

@@ -38,17 +38,31 @@ var packages = map[cluster.Role][]string{
 
 var bootTmpl = parse("templates/boot.sh")
 
+// The boot keeps a copy of itself that a unit runs at every boot until one
+// run has succeeded (and touched bootDone).
+const (
+	bootUnit = "pgha-boot.service"
+	bootCopy = "/usr/local/lib/pgha/boot"
+	bootDone = "/var/lib/pgha/boot-ok"
+)
+
+// BootStatusParameter is the SSM parameter node n's boot reports to:
+// "booting", "ok", "degraded: <why>" or "failed: <why>", then a UTC time.
+func BootStatusParameter(c cluster.Config, n cluster.Node) string {
+	return BootStatusPath(c) + "/" + n.Name
+}
+
+// BootStatusPath is the path of every node's BootStatusParameter.
+func BootStatusPath(c cluster.Config) string { return "/pgha/" + c.Name + "/boot" }
+
 // BootScript renders the bash script EC2 runs once, as root, as node n's
 // user data: it installs the packages, reads the node's passwords from
 // Secrets Manager (by name, in the node's region), mounts the data volume
 // on PostgreSQL nodes, writes Files and Dirs, and starts Services. Pass it
 // to the instance unchanged (awsec2.UserData_Custom); it stays under
 // MaxUserData for every node of the default and witness plans.
-func BootScript(p *cluster.Plan, n cluster.Node, opts BootOptions) (string, error) {
-	if n.Role == cluster.RoleApp && opts.AppImage == "" {
-		return "", fmt.Errorf("render boot script for %s: BootOptions.AppImage is empty", n.Name)
-	}
-	files, err := Files(p, n, opts)
+func BootScript(p *cluster.Plan, n cluster.Node) (string, error) {
+	files, err := Files(p, n)
 	if err != nil {
 		return "", err
 	}
@@ -57,7 +71,11 @@ func BootScript(p *cluster.Plan, n cluster.Node, opts BootOptions) (string, erro
 			return "", fmt.Errorf("render boot script for %s: %s cannot go in a %s heredoc", n.Name, f.Path, heredocEnd)
 		}
 	}
-	svcs, err := Services(p, n, opts)
+	fetched, err := Fetched(p, n)
+	if err != nil {
+		return "", err
+	}
+	svcs, err := Services(p, n)
 	if err != nil {
 		return "", err
 	}
@@ -84,6 +102,11 @@ func BootScript(p *cluster.Plan, n cluster.Node, opts BootOptions) (string, erro
 		"DataMount":       DataMount,
 		"Dirs":            Dirs(n),
 		"Files":           files,
+		"Fetched":         fetched,
+		"StatusParameter": BootStatusParameter(p.Config, n),
+		"BootUnit":        bootUnit,
+		"BootCopy":        bootCopy,
+		"BootDone":        bootDone,
 		"Services":        svcs,
 		"EOF":             heredocEnd,
 	})

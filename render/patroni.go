@@ -2,6 +2,7 @@ package render
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -20,7 +21,7 @@ type patroniConfig struct {
 	Name       string            `yaml:"name"`
 	RestAPI    patroniRestAPI    `yaml:"restapi"`
 	Etcd3      patroniEtcd3      `yaml:"etcd3"`
-	Bootstrap  patroniBootstrap  `yaml:"bootstrap"`
+	Bootstrap  *patroniBootstrap `yaml:"bootstrap,omitempty"`
 	Postgresql patroniPostgresql `yaml:"postgresql"`
 	Watchdog   patroniWatchdog   `yaml:"watchdog"`
 	Tags       patroniTags       `yaml:"tags"`
@@ -36,31 +37,93 @@ type patroniEtcd3 struct {
 	Hosts    []string `yaml:"hosts"`
 }
 
+// patroniBootstrap is the static part of Patroni's bootstrap section; its
+// dcs part is in BootstrapDCSFile.
 type patroniBootstrap struct {
-	DCS           patroniDCS `yaml:"dcs"`
-	Initdb        []any      `yaml:"initdb"`
-	PostBootstrap string     `yaml:"post_bootstrap"`
+	Initdb        []any  `yaml:"initdb"`
+	PostBootstrap string `yaml:"post_bootstrap"`
 }
 
-// patroniDCS is the dynamic configuration Patroni writes to etcd when it
-// initialises the cluster. After that etcd holds the truth: change it with
-// `patronictl edit-config`, not by editing this file.
-type patroniDCS struct {
-	TTL                   int           `yaml:"ttl"`
-	LoopWait              int           `yaml:"loop_wait"`
-	RetryTimeout          int           `yaml:"retry_timeout"`
-	MaximumLagOnFailover  int64         `yaml:"maximum_lag_on_failover"`
-	SynchronousMode       bool          `yaml:"synchronous_mode"`
-	SynchronousModeStrict bool          `yaml:"synchronous_mode_strict"`
-	SynchronousNodeCount  int           `yaml:"synchronous_node_count"`
-	FailsafeMode          bool          `yaml:"failsafe_mode"`
-	Postgresql            patroniDCSPog `yaml:"postgresql"`
+// DynamicConfig is Patroni's dynamic configuration as pgha sets it: what
+// Patroni keeps in etcd (GET /config) and applies to every member. It is
+// written to etcd when the cluster initialises (BootstrapDCSFile), and
+// after that the health checker PATCHes /config whenever it differs (see
+// healthcheck.ConfigStep): changing it never touches a node's user data.
+// https://patroni.readthedocs.io/en/latest/dynamic_configuration.html
+type DynamicConfig struct {
+	TTL                   int                     `json:"ttl"`
+	LoopWait              int                     `json:"loop_wait"`
+	RetryTimeout          int                     `json:"retry_timeout"`
+	MaximumLagOnFailover  int64                   `json:"maximum_lag_on_failover"`
+	SynchronousMode       bool                    `json:"synchronous_mode"`
+	SynchronousModeStrict bool                    `json:"synchronous_mode_strict"`
+	SynchronousNodeCount  int                     `json:"synchronous_node_count"`
+	FailsafeMode          bool                    `json:"failsafe_mode"`
+	Postgresql            DynamicConfigPostgresql `json:"postgresql"`
 }
 
-type patroniDCSPog struct {
-	UsePgRewind bool              `yaml:"use_pg_rewind"`
-	UseSlots    bool              `yaml:"use_slots"`
-	Parameters  map[string]string `yaml:"parameters"`
+// DynamicConfigPostgresql is the postgresql section of DynamicConfig.
+type DynamicConfigPostgresql struct {
+	UsePgRewind bool              `json:"use_pg_rewind"`
+	UseSlots    bool              `json:"use_slots"`
+	Parameters  map[string]string `json:"parameters"`
+}
+
+// Dynamic returns the plan's DynamicConfig.
+func Dynamic(p *cluster.Plan) DynamicConfig {
+	c := p.Config
+	return DynamicConfig{
+		// Validated by cluster: loop_wait + 2*retry_timeout <= ttl, so a
+		// leader cut off from etcd demotes itself (after retry_timeout)
+		// before its leader key expires (ttl).
+		TTL:                   c.Patroni.TTL,
+		LoopWait:              c.Patroni.LoopWait,
+		RetryTimeout:          c.Patroni.RetryTimeout,
+		MaximumLagOnFailover:  c.Patroni.MaximumLagOnFailover,
+		SynchronousMode:       c.Patroni.SynchronousMode,
+		SynchronousModeStrict: c.Patroni.SynchronousModeStrict,
+		// Every replica by default, so that a region which loses its
+		// primary region still holds a synchronous standby Patroni may
+		// promote (see cluster.Patroni).
+		SynchronousNodeCount: p.SynchronousNodeCount(),
+		FailsafeMode:         c.Patroni.FailsafeMode,
+		Postgresql: DynamicConfigPostgresql{
+			// pg_rewind turns a failed old leader back into a replica
+			// instead of a full re-clone (needs wal_log_hints or data
+			// checksums; we have both).
+			UsePgRewind: true,
+			// Slots keep WAL on the leader until every replica has it.
+			UseSlots: true,
+			// Settings such as max_connections or wal_level must be the
+			// same on every member, so they live in the DCS.
+			Parameters: c.Postgres.Parameters,
+		},
+	}
+}
+
+// initializes reports whether node n may initialise a new cluster: only the
+// primary region's nodes, so that the first leader is where the app is. A
+// member whose configuration has no bootstrap section never races for the
+// initialize key; it waits for a leader and clones it (Patroni's
+// Ha.bootstrap: "no initialize key and node is allowed to be primary and
+// has 'bootstrap' section in a configuration file").
+// https://github.com/patroni/patroni/blob/v4.0.7/patroni/ha.py
+func initializes(p *cluster.Plan, n cluster.Node) bool {
+	r, _ := p.Region(n.Region)
+	return n.Role == cluster.RolePostgres && r.Primary
+}
+
+// BootstrapDCSFile renders PatroniBootstrapConfig: bootstrap.dcs, the
+// DynamicConfig Patroni writes to etcd when it initialises the cluster
+// (JSON, which is YAML). On EC2 it is not in the user data: the boot script
+// copies it from the SSM parameter DynamicConfigParameter, so that a change
+// of a tunable setting changes a parameter, not every node's user data.
+func BootstrapDCSFile(p *cluster.Plan) (string, error) {
+	b, err := json.Marshal(map[string]any{"bootstrap": map[string]any{"dcs": Dynamic(p)}})
+	if err != nil {
+		return "", fmt.Errorf("render bootstrap dcs: %w", err)
+	}
+	return "# " + Header + "\n" + string(b) + "\n", nil
 }
 
 type patroniPostgresql struct {
@@ -92,8 +155,10 @@ type patroniTags struct {
 	FailoverPriority int `yaml:"failover_priority"`
 }
 
-// PatroniYAML renders Patroni's configuration (PatroniConfig) for
-// PostgreSQL node n.
+// PatroniYAML renders the static part of Patroni's configuration
+// (PatroniNodeConfig) for PostgreSQL node n: everything but the dynamic
+// configuration, so it changes only with the node's identity and the
+// cluster's topology.
 func PatroniYAML(p *cluster.Plan, n cluster.Node) ([]byte, error) {
 	if n.Role != cluster.RolePostgres {
 		return nil, fmt.Errorf("render patroni.yml for %s: a %s node runs no Patroni", n.Name, n.Role)
@@ -114,34 +179,7 @@ func PatroniYAML(p *cluster.Plan, n cluster.Node) ([]byte, error) {
 		},
 		// Plain HTTP inside the VPCs, like etcd itself (see EtcdYAML).
 		Etcd3: patroniEtcd3{Protocol: "http", Hosts: etcdHosts},
-		Bootstrap: patroniBootstrap{
-			DCS: patroniDCS{
-				// Validated by cluster: loop_wait + 2*retry_timeout <= ttl,
-				// so a leader cut off from etcd demotes itself (after
-				// retry_timeout) before its leader key expires (ttl).
-				TTL:                   c.Patroni.TTL,
-				LoopWait:              c.Patroni.LoopWait,
-				RetryTimeout:          c.Patroni.RetryTimeout,
-				MaximumLagOnFailover:  c.Patroni.MaximumLagOnFailover,
-				SynchronousMode:       c.Patroni.SynchronousMode,
-				SynchronousModeStrict: c.Patroni.SynchronousModeStrict,
-				// Every replica by default, so that a region which loses
-				// its primary region still holds a synchronous standby
-				// Patroni may promote (see cluster.Patroni).
-				SynchronousNodeCount: p.SynchronousNodeCount(),
-				FailsafeMode:         c.Patroni.FailsafeMode,
-				Postgresql: patroniDCSPog{
-					// pg_rewind turns a failed old leader back into a replica
-					// instead of a full re-clone (needs wal_log_hints or
-					// data checksums; we have both).
-					UsePgRewind: true,
-					// Slots keep WAL on the leader until every replica has it.
-					UseSlots: true,
-					// Settings such as max_connections or wal_level must be
-					// the same on every member, so they live in the DCS.
-					Parameters: c.Postgres.Parameters,
-				},
-			},
+		Bootstrap: &patroniBootstrap{
 			// Checksums catch storage corruption; Patroni passes these to
 			// initdb as --encoding=UTF8 --locale=C.UTF-8 --data-checksums.
 			// C.UTF-8 is built into glibc, so EC2 and a minbase root agree.
@@ -190,6 +228,9 @@ func PatroniYAML(p *cluster.Plan, n cluster.Node) ([]byte, error) {
 		// leader. It replaces nofailover: Patroni 4's --validate-config
 		// rejects the two together.
 		Tags: patroniTags{FailoverPriority: n.Priority},
+	}
+	if !initializes(p, n) {
+		cfg.Bootstrap = nil
 	}
 	var buf bytes.Buffer
 	buf.WriteString("# " + Header + "\n")

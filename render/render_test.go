@@ -1,8 +1,11 @@
 package render
 
 import (
+	"encoding/json"
 	"flag"
 	"fmt"
+	"maps"
+	"reflect"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -81,16 +84,16 @@ func TestGolden(t *testing.T) {
 	for name, p := range plans(t) {
 		var manifest strings.Builder
 		for _, n := range p.Nodes {
-			s, err := BootScript(p, n, BootOptions{AppImage: testImage})
+			s, err := BootScript(p, n)
 			if err != nil {
 				t.Fatal(err)
 			}
 			golden(t, name+"-"+n.Name+".boot.sh", s)
-			files, err := Files(p, n, BootOptions{AppImage: testImage})
+			files, err := Files(p, n)
 			if err != nil {
 				t.Fatal(err)
 			}
-			svcs, err := Services(p, n, BootOptions{AppImage: testImage})
+			svcs, err := Services(p, n)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -120,7 +123,7 @@ func TestGolden(t *testing.T) {
 
 func TestBootScriptFitsUserData(t *testing.T) {
 	each(t, func(t *testing.T, p *cluster.Plan, n cluster.Node) {
-		s, err := BootScript(p, n, BootOptions{AppImage: testImage})
+		s, err := BootScript(p, n)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -130,20 +133,98 @@ func TestBootScriptFitsUserData(t *testing.T) {
 	})
 }
 
-// A CDK token must reach user data untouched, for CloudFormation to replace.
-func TestBootScriptKeepsImageToken(t *testing.T) {
+// The user data holds nothing the cluster's tunable settings decide: the
+// dynamic configuration and the app image are SSM parameters, read at boot.
+func TestBootScriptIgnoresTunables(t *testing.T) {
 	p := plans(t)["default"]
-	n := p.ByRole(cluster.RoleApp)[0]
-	const token = "${Token[TOKEN.1234]}"
-	s, err := BootScript(p, n, BootOptions{AppImage: token})
+	c := p.Config
+	c.Postgres.Parameters = maps.Clone(c.Postgres.Parameters)
+	c.Postgres.Parameters["max_connections"] = "321"
+	c.Postgres.Parameters["work_mem"] = "64MB"
+	c.Patroni.TTL, c.Patroni.RetryTimeout, c.Patroni.MaximumLagOnFailover = 40, 15, 1
+	c.Patroni.SynchronousModeStrict = !c.Patroni.SynchronousModeStrict
+	changed, err := cluster.NewPlan(c)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(s, " "+token+"\n") || !strings.Contains(s, "ExecStartPre=-/usr/bin/docker pull --quiet "+token+"\n") {
-		t.Errorf("boot script does not pass %s through untouched", token)
+	for _, n := range p.Nodes {
+		a, err := BootScript(p, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := BootScript(changed, n)
+		if a != b {
+			t.Errorf("%s: the boot script changed with the tunable settings", n.Name)
+		}
 	}
-	if _, err := BootScript(p, n, BootOptions{}); err == nil {
-		t.Error("BootScript accepted an app node without an image")
+	before, _ := BootstrapDCSFile(p)
+	after, _ := BootstrapDCSFile(changed)
+	if before == after || !strings.Contains(after, `"max_connections":"321"`) || !strings.Contains(after, `"ttl":40`) {
+		t.Errorf("the dynamic configuration did not follow the settings:\n%s", after)
+	}
+}
+
+// Only the primary region's PostgreSQL nodes may initialise the cluster: a
+// Patroni without a bootstrap section waits for a leader to clone.
+func TestOnlyThePrimaryRegionInitialises(t *testing.T) {
+	each(t, func(t *testing.T, p *cluster.Plan, n cluster.Node) {
+		if n.Role != cluster.RolePostgres {
+			return
+		}
+		y, err := PatroniYAML(p, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fetched, err := Fetched(p, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got patroniConfig
+		if err := yaml.Unmarshal(y, &got); err != nil {
+			t.Fatal(err)
+		}
+		primary := n.Region == p.Primary().Name
+		if (got.Bootstrap != nil) != primary || (len(fetched) == 1) != primary {
+			t.Errorf("%s in %s: bootstrap section %v, fetched %d files; want them only in the primary region %s",
+				n.Name, n.Region, got.Bootstrap != nil, len(fetched), p.Primary().Name)
+		}
+		for _, f := range fetched {
+			// As Patroni reads it: YAML.
+			var tree map[string]any
+			var doc struct {
+				Bootstrap struct {
+					DCS DynamicConfig `json:"dcs"`
+				} `json:"bootstrap"`
+			}
+			err := yaml.Unmarshal([]byte(f.Content), &tree)
+			if err == nil {
+				b, _ := json.Marshal(tree)
+				err = json.Unmarshal(b, &doc)
+			}
+			if err != nil || !reflect.DeepEqual(doc.Bootstrap.DCS, Dynamic(p)) {
+				t.Errorf("%s: %s is not bootstrap.dcs = Dynamic(plan) as YAML (%v):\n%s", n.Name, f.Path, err, f.Content)
+			}
+			if f.Value()+"\n" != f.Content || f.Parameter != DynamicConfigParameter(p.Config) {
+				t.Errorf("%s: parameter %s value %q", n.Name, f.Parameter, f.Value())
+			}
+		}
+	})
+}
+
+func TestDynamicConfig(t *testing.T) {
+	for name, p := range plans(t) {
+		c, dcs := p.Config.Patroni, Dynamic(p)
+		if dcs.TTL != c.TTL || dcs.LoopWait != c.LoopWait || dcs.RetryTimeout != c.RetryTimeout ||
+			dcs.SynchronousMode != c.SynchronousMode || dcs.SynchronousModeStrict != c.SynchronousModeStrict ||
+			dcs.FailsafeMode != c.FailsafeMode || dcs.MaximumLagOnFailover != c.MaximumLagOnFailover {
+			t.Errorf("%s: dcs = %+v, want the config's %+v", name, dcs, c)
+		}
+		if dcs.LoopWait+2*dcs.RetryTimeout > dcs.TTL {
+			t.Errorf("%s: loop_wait + 2*retry_timeout > ttl: %+v", name, dcs)
+		}
+		if !reflect.DeepEqual(dcs.Postgresql.Parameters, p.Config.Postgres.Parameters) {
+			t.Errorf("%s: parameters %v, want %v", name, dcs.Postgresql.Parameters, p.Config.Postgres.Parameters)
+		}
 	}
 }
 
@@ -160,11 +241,11 @@ var (
 // environment).
 func TestNoPasswordInFiles(t *testing.T) {
 	each(t, func(t *testing.T, p *cluster.Plan, n cluster.Node) {
-		s, err := BootScript(p, n, BootOptions{AppImage: testImage})
+		s, err := BootScript(p, n)
 		if err != nil {
 			t.Fatal(err)
 		}
-		files, err := Files(p, n, BootOptions{AppImage: testImage})
+		files, err := Files(p, n)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -182,7 +263,7 @@ func TestNoPasswordInFiles(t *testing.T) {
 		}
 		if n.Role == cluster.RolePostgres {
 			var tree any
-			if err := yaml.Unmarshal([]byte(files[slices.IndexFunc(files, func(f File) bool { return f.Path == PatroniConfig })].Content), &tree); err != nil {
+			if err := yaml.Unmarshal([]byte(files[slices.IndexFunc(files, func(f File) bool { return f.Path == PatroniNodeConfig })].Content), &tree); err != nil {
 				t.Fatal(err)
 			}
 			if path, ok := findKey(tree, "password", ""); ok {
@@ -247,22 +328,8 @@ func TestPatroniYAML(t *testing.T) {
 		if err := yaml.Unmarshal(y, &got); err != nil {
 			t.Fatal(err)
 		}
-		c, dcs := p.Config.Patroni, got.Bootstrap.DCS
-		if dcs.TTL != c.TTL || dcs.LoopWait != c.LoopWait || dcs.RetryTimeout != c.RetryTimeout ||
-			dcs.SynchronousMode != c.SynchronousMode || dcs.SynchronousModeStrict != c.SynchronousModeStrict ||
-			dcs.FailsafeMode != c.FailsafeMode || dcs.MaximumLagOnFailover != c.MaximumLagOnFailover {
-			t.Errorf("dcs = %+v, want the config's %+v", dcs, c)
-		}
-		if dcs.LoopWait+2*dcs.RetryTimeout > dcs.TTL {
-			t.Errorf("loop_wait + 2*retry_timeout > ttl: %+v", dcs)
-		}
 		if got.Scope != p.Config.Name || got.Name != n.Name || got.Tags.FailoverPriority != n.Priority || n.Priority < 1 {
 			t.Errorf("scope %q name %q priority %d, want %q %q %d (> 0)", got.Scope, got.Name, got.Tags.FailoverPriority, p.Config.Name, n.Name, n.Priority)
-		}
-		for k, v := range p.Config.Postgres.Parameters {
-			if dcs.Postgresql.Parameters[k] != v {
-				t.Errorf("parameter %s = %q, want %q", k, dcs.Postgresql.Parameters[k], v)
-			}
 		}
 		var etcd []string
 		for _, e := range p.ByRole(cluster.RoleEtcd) {
@@ -374,11 +441,11 @@ func TestHAProxyHasEveryPostgresNode(t *testing.T) {
 // cluster runs.
 func TestUnitsMatchServices(t *testing.T) {
 	each(t, func(t *testing.T, p *cluster.Plan, n cluster.Node) {
-		svcs, err := Services(p, n, BootOptions{AppImage: testImage})
+		svcs, err := Services(p, n)
 		if err != nil {
 			t.Fatal(err)
 		}
-		files, err := Files(p, n, BootOptions{AppImage: testImage})
+		files, err := Files(p, n)
 		if err != nil {
 			t.Fatal(err)
 		}

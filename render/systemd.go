@@ -62,8 +62,7 @@ func execLine(argv []string) string {
 }
 
 // Services returns the long-running processes of node n: one per node.
-// opts.AppImage is used only on app nodes.
-func Services(p *cluster.Plan, n cluster.Node, opts BootOptions) ([]Service, error) {
+func Services(p *cluster.Plan, n cluster.Node) ([]Service, error) {
 	switch n.Role {
 	case cluster.RolePostgres:
 		return []Service{{
@@ -109,35 +108,59 @@ func Services(p *cluster.Plan, n cluster.Node, opts BootOptions) ([]Service, err
 			Packaged:    true,
 		}}, nil
 	case cluster.RoleApp:
-		env := AppEnv(p, n)
-		env["DATABASE_PASSWORD_FILE"] = containerPasswordFile
-		run := []string{"/usr/bin/docker", "run", "--rm", "--name", AppContainer,
-			"-p", fmt.Sprintf("%d:%d", cluster.PortApp, cluster.PortApp)}
-		for _, k := range sortedKeys(env) {
-			run = append(run, "-e", k+"="+env[k])
-		}
-		run = append(run, "-v", AppPasswordFile+":"+containerPasswordFile+":ro", opts.AppImage)
 		return []Service{{
-			Unit:        "pgha-app.service",
+			Unit:        AppUnit,
 			Description: "pgha hello API (" + n.Name + ")",
 			User:        "root",
-			Command:     run,
+			Command:     []string{AppRunScript},
 			unit: unitOptions{
 				After:    []string{"network-online.target", "docker.service"},
 				Requires: []string{"docker.service"},
-				Pre: []unitCmd{
-					{Argv: []string{"/usr/bin/docker", "rm", "--force", AppContainer}, MayFail: true},
-					// ECR tokens last 12 hours: log in again on every start.
-					{Argv: []string{ECRLoginScript, opts.AppImage}, MayFail: true},
-					// An image already pulled still starts if ECR is unreachable.
-					{Argv: []string{"/usr/bin/docker", "pull", "--quiet", opts.AppImage}, MayFail: true},
-				},
-				Stop:            []string{"/usr/bin/docker", "stop", AppContainer},
-				TimeoutStartSec: 300,
+				Stop:     []string{"/usr/bin/docker", "stop", AppContainer},
 			},
 		}}, nil
 	}
 	return nil, fmt.Errorf("render services for %s: unknown role %q", n.Name, n.Role)
+}
+
+var appRunTmpl = parse("templates/app-run.sh")
+
+// AppRun renders AppRunScript for app node n: it reads the image from
+// AppImageParameter and runs the container with AppEnv.
+func AppRun(p *cluster.Plan, n cluster.Node) (string, error) {
+	env := AppEnv(p, n)
+	env["DATABASE_PASSWORD_FILE"] = containerPasswordFile
+	run := []string{"docker", "run", "--rm", "--name", AppContainer,
+		"-p", fmt.Sprintf("%d:%d", cluster.PortApp, cluster.PortApp)}
+	for _, k := range sortedKeys(env) {
+		run = append(run, "-e", k+"="+env[k])
+	}
+	run = append(run, "-v", AppPasswordFile+":"+containerPasswordFile+":ro")
+	for i, a := range run {
+		run[i] = shellQuote(a)
+	}
+	var buf bytes.Buffer
+	err := appRunTmpl.Execute(&buf, map[string]any{
+		"Header":    Header,
+		"Region":    n.Region,
+		"Parameter": AppImageParameter(p.Config),
+		"LastImage": "/var/lib/pgha/app-image",
+		"ECRLogin":  ECRLoginScript,
+		"Container": AppContainer,
+		"Run":       strings.Join(run, " "),
+	})
+	if err != nil {
+		return "", fmt.Errorf("render app-run for %s: %w", n.Name, err)
+	}
+	return buf.String(), nil
+}
+
+// shellQuote quotes s for bash when it holds anything but safe characters.
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_=/.:,@%+") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 // containerPasswordFile is where the app container sees AppPasswordFile.

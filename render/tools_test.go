@@ -74,12 +74,12 @@ func TestShellcheck(t *testing.T) {
 	dir := t.TempDir()
 	scripts := map[string]string{}
 	each(t, func(t *testing.T, p *cluster.Plan, n cluster.Node) {
-		s, err := BootScript(p, n, BootOptions{AppImage: testImage})
+		s, err := BootScript(p, n)
 		if err != nil {
 			t.Fatal(err)
 		}
 		scripts[strings.ReplaceAll(t.Name(), "/", "-")+".sh"] = s
-		files, err := Files(p, n, BootOptions{AppImage: testImage})
+		files, err := Files(p, n)
 		if err != nil {
 			t.Fatal(err)
 		}

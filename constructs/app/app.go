@@ -97,7 +97,6 @@ func NewApp(scope constructs.Construct, id string, props *AppProps) *App {
 			SecurityGroup: props.SecurityGroup,
 			Role:          a.Role,
 			InstanceType:  cfg.Instances.App,
-			Boot:          render.BootOptions{AppImage: *image.ImageUri()},
 			PublicIP:      true,
 		})
 		nag.Suppress(nd.Instance, "AwsSolutions-EC29",

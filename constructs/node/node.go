@@ -67,9 +67,6 @@ type NodeProps struct {
 	Role awsiam.IRole
 	// InstanceType is the EC2 instance type, e.g. "t4g.medium". Required.
 	InstanceType string
-	// Boot holds what the boot script needs beyond the plan.
-	// Default: zero BootOptions (enough for every role but app).
-	Boot render.BootOptions
 	// TerminationProtection sets the instance's API termination protection:
 	// for stateful nodes, whose loss costs a rebuild. Default: false.
 	TerminationProtection bool
@@ -94,7 +91,7 @@ type Node struct {
 func NewNode(scope constructs.Construct, id string, props *NodeProps) *Node {
 	this := constructs.NewConstruct(scope, &id)
 	n, cfg := props.Node, props.Plan.Config
-	script, err := render.BootScript(props.Plan, n, props.Boot)
+	script, err := render.BootScript(props.Plan, n)
 	if err != nil {
 		panic(err)
 	}

@@ -2,16 +2,104 @@
 # {{.Header}}
 #
 # Boot script of {{.Node.Name}} ({{.Node.Role}}, {{.Node.Region}}) in cluster {{.Plan.Config.Name}}.
-# EC2 runs it once, as root, on first boot; its output goes to
-# /var/log/cloud-init-output.log. It never prints a password (no set -x).
+# EC2 runs it once, as root, on the instance's first boot (cloud-init's
+# scripts-user, once per instance); its output goes to
+# /var/log/cloud-init-output.log and to the serial console (aws ec2
+# get-console-output). It keeps a copy of itself that {{.BootUnit}} runs
+# again at every later boot until one run has succeeded, and it converges
+# when run again. Every step that needs the network retries, waiting at
+# most a minute between tries. It never prints a password (no set -x).
+#
+# It reports how it went in the SSM parameter {{.StatusParameter}}
+# ("booting", "ok", "degraded: ..." or "failed: ..."), which the health
+# checker turns into metrics and alarms.
 set -euo pipefail
 shopt -s inherit_errexit
 export DEBIAN_FRONTEND=noninteractive
 log() { echo "pgha-boot: $*"; }
 
+report() {
+	aws ssm put-parameter --region {{.Node.Region}} --name {{.StatusParameter}} --type String --overwrite \
+		--value "$1 $(date -u +%Y-%m-%dT%H:%M:%SZ)" >/dev/null 2>&1 ||
+		log "could not report \"$1\" to {{.StatusParameter}}"
+}
+trap 'rc=$?; if ((rc != 0)); then log "FAILED (exit $rc): see the lines above"; report "failed: exit $rc"; fi' EXIT
+
+# retry LIMIT CMD...: runs CMD until it succeeds, waiting 2 s, then 4, 8, ...
+# and at most 60 s between tries; gives up after LIMIT seconds (0: never).
+retry() {
+	local limit=$1 delay=2 start=$SECONDS tries=1
+	shift
+	until "$@"; do
+		if ((limit > 0 && SECONDS - start >= limit)); then
+			log "giving up after $((SECONDS - start)) s and $tries tries: $*"
+			return 1
+		fi
+		((tries % 10 == 1)) && log "retrying every ${delay} s or less: $*"
+		sleep "$delay"
+		delay=$((delay * 2 > 60 ? 60 : delay * 2))
+		tries=$((tries + 1))
+	done
+}
+
+# Keep this script, so that a boot that failed is run again at the next one.
+install -d -m 0755 /usr/local/lib/pgha /var/lib/pgha
+if [[ $0 != {{.BootCopy}} ]]; then
+	install -m 0700 "$0" {{.BootCopy}}
+fi
+cat >/etc/systemd/system/{{.BootUnit}} <<'{{.EOF}}'
+# {{.Header}}
+[Unit]
+Description=pgha boot of {{.Node.Name}}, again, until it has succeeded once
+Wants=network-online.target
+After=network-online.target cloud-final.service
+ConditionPathExists=!{{.BootDone}}
+
+[Service]
+Type=oneshot
+ExecStart={{.BootCopy}}
+StandardOutput=journal+console
+
+[Install]
+WantedBy=multi-user.target
+{{.EOF}}
+systemctl daemon-reload
+systemctl enable {{.BootUnit}}
+rm -f {{.BootDone}}
+
+# The network: a private node reaches the internet through its region's
+# NAT gateway, whose route may come up after the instance does. Any HTTP
+# answer from the regional S3 endpoint will do.
+s3=https://s3.{{.Node.Region}}.amazonaws.com
+retry 0 curl -sS -o /dev/null --max-time 10 "$s3/"
+
+# The SSM agent first, before anything else can fail: Session Manager is
+# the only way in, and Run Command restarts the app. Debian's AMIs and
+# archive do not have it; AWS publishes it in a bucket of each region.
+# https://docs.aws.amazon.com/systems-manager/latest/userguide/agent-install-deb.html
+ssm_agent() {
+	systemctl is-active --quiet amazon-ssm-agent.service && return 0
+	if ! dpkg-query -W -f '${Status}' amazon-ssm-agent 2>/dev/null | grep -q 'install ok installed'; then
+		curl -fsS --max-time 300 -o /var/lib/pgha/amazon-ssm-agent.deb \
+			"$s3/amazon-ssm-{{.Node.Region}}/latest/debian_$(dpkg --print-architecture)/amazon-ssm-agent.deb"
+		dpkg -i /var/lib/pgha/amazon-ssm-agent.deb
+	fi
+	systemctl enable --now amazon-ssm-agent.service
+	systemctl is-active --quiet amazon-ssm-agent.service
+}
+degraded=
+if retry 900 ssm_agent; then
+	log "the SSM agent is running"
+else
+	log "the SSM agent is NOT running: Session Manager and Run Command cannot reach this node"
+	degraded="no SSM agent"
+fi
+report booting
+
 log "installing {{.Packages}}"
-apt-get update -q
-{{.AptInstall}} {{.Packages}}
+# Another apt (cloud-init's, unattended-upgrades) may hold the lock.
+retry 0 apt-get -q -o DPkg::Lock::Timeout=300 update
+retry 0 {{.AptInstall}} -o DPkg::Lock::Timeout=300 {{.Packages}}
 {{- if .Postgres}}
 
 # Patroni runs PostgreSQL: remove the cluster Debian creates and keep its
@@ -23,13 +111,11 @@ systemctl disable --now postgresql.service patroni.service
 # names follow no order, so take the disk that does not hold /, waiting
 # for it to be attached. Format it only if it has no filesystem yet.
 root_disk=$(lsblk -ndpo PKNAME "$(findmnt -nvo SOURCE /)")
-data_disk=
-for _ in $(seq 60); do
+data_disk() {
 	data_disk=$(lsblk -dnpo NAME,TYPE | awk -v root="$root_disk" '$2 == "disk" && $1 != root { print $1; exit }')
-	[[ -n $data_disk ]] && break
-	sleep 5
-done
-[[ -n $data_disk ]] || { log "no data volume attached after 5 minutes" >&2; exit 1; }
+	[[ -n $data_disk ]]
+}
+retry 0 data_disk
 blkid "$data_disk" >/dev/null || mkfs.ext4 -q -L pgha-data "$data_disk"
 uuid=$(blkid -s UUID -o value "$data_disk")
 grep -q "^UUID=$uuid " /etc/fstab ||
@@ -50,18 +136,13 @@ install -d -m {{printf "%04o" .Mode}} -o {{.Owner}} -g {{.Owner}} {{.Path}}
 # Passwords, from Secrets Manager by name. A password must be a plain
 # string that an environment file holds as is. The primary region's stack
 # creates the secrets and deploys last, so another region's replica may
-# not exist yet: wait for it (up to an hour).
+# not exist yet: wait for it.
+read_secret() {
+	aws secretsmanager get-secret-value --region {{.Node.Region}} --secret-id "$1" --query SecretString --output text 2>/dev/null
+}
 secret() {
-	local value tries=0
-	until value=$(aws secretsmanager get-secret-value --region {{.Node.Region}} --secret-id "$1" --query SecretString --output text 2>/dev/null); do
-		tries=$((tries + 1))
-		if ((tries >= 120)); then
-			log "secret $1 is still not readable in {{.Node.Region}} after an hour" >&2
-			return 1
-		fi
-		((tries % 12 == 1)) && log "waiting for secret $1 in {{.Node.Region}}"
-		sleep 30
-	done
+	local value
+	value=$(retry 0 read_secret "$1")
 	case $value in
 	'' | *[!A-Za-z0-9._~+/=@:,-]*)
 		log "secret $1 is empty or has characters other than letters, digits and ._~+/=@:,-" >&2
@@ -88,24 +169,37 @@ umask 022
 # The app container runs as uid {{.AppUID}}; only it may read its password.
 umask 077
 value=$(secret {{.AppSecret}})
-printf '%s' "$value" >{{.AppPasswordFile}}
+printf '%s' "$value" >{{.AppPasswordFile}}.new
 unset value
 umask 022
-chown {{.AppUID}}:{{.AppUID}} {{.AppPasswordFile}}
-chmod 0400 {{.AppPasswordFile}}
+chown {{.AppUID}}:{{.AppUID}} {{.AppPasswordFile}}.new
+chmod 0400 {{.AppPasswordFile}}.new
+mv {{.AppPasswordFile}}.new {{.AppPasswordFile}}
 systemctl enable --now docker.service
 {{- end}}
 
 # pgha's files, byte for byte.
 put() {
 	install -d -m 0755 "$(dirname "$1")"
-	cat >"$1"
-	chmod "$2" "$1"
-	chown "$3:" "$1"
+	cat >"$1.new"
+	chmod "$2" "$1.new"
+	chown "$3:" "$1.new"
+	mv "$1.new" "$1"
 }
 {{- range .Files}}
 put {{.Path}} {{printf "%04o" .Mode}} {{.Owner}} <<'{{$.EOF}}'
 {{.Content}}{{$.EOF}}
+{{- end}}
+{{- if .Fetched}}
+
+# Files that are SSM parameters, so that changing the cluster's tunable
+# settings changes a parameter and not this script.
+read_parameter() {
+	aws ssm get-parameter --region {{.Node.Region}} --name "$1" --query Parameter.Value --output text
+}
+{{- range .Fetched}}
+retry 0 read_parameter {{.Parameter}} | put {{.Path}} {{printf "%04o" .Mode}} {{.Owner}}
+{{- end}}
 {{- end}}
 {{- if .Postgres}}
 
@@ -125,7 +219,10 @@ systemctl daemon-reload
 systemctl enable {{.Unit}}
 systemctl restart {{.Unit}}
 {{- else}}
-systemctl enable --now {{.Unit}}
+systemctl enable {{.Unit}}
+systemctl is-active --quiet {{.Unit}} || systemctl start {{.Unit}}
 {{- end}}
 {{- end}}
-log "{{.Node.Name}} is up"
+touch {{.BootDone}}
+report "${degraded:+degraded: $degraded}${degraded:-ok}"
+log "{{.Node.Name}} is up${degraded:+, degraded: $degraded}"
