@@ -232,7 +232,9 @@ type FetchedFile struct {
 func (f FetchedFile) Value() string { return strings.TrimSuffix(f.Content, "\n") }
 
 // DynamicConfigParameter is the SSM parameter holding BootstrapDCSFile.
-func DynamicConfigParameter(c cluster.Config) string { return "/pgha/" + c.Name + "/patroni/bootstrap-dcs" }
+func DynamicConfigParameter(c cluster.Config) string {
+	return "/pgha/" + c.Name + "/patroni/bootstrap-dcs"
+}
 
 // AppImageParameter is the SSM parameter holding the app's image URI; the
 // app's unit reads it at every start.

@@ -78,7 +78,7 @@ func NewPostgres(scope constructs.Construct, id string, props *PostgresProps) *P
 			// DeletionPolicy RetainExceptOnCreate:
 			// https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-attribute-deletionpolicy.html
 			RemovalPolicy: awscdk.RemovalPolicy_RETAIN_ON_UPDATE_OR_DELETE,
-			VolumeName:       jsii.String(cfg.Name + "-" + n.Name + "-data"),
+			VolumeName:    jsii.String(cfg.Name + "-" + n.Name + "-data"),
 		})
 		node.Tag(vol, cfg.Name, cluster.RolePostgres)
 		awsec2.NewCfnVolumeAttachment(nd.Construct, jsii.String("DataAttachment"), &awsec2.CfnVolumeAttachmentProps{
