@@ -80,6 +80,13 @@ var variants = map[string]func(cfg map[string]any){
 	// secondary: nothing of the other region may change.
 	"grown-primary":   func(cfg map[string]any) { region(cfg, 0)["postgres"] = 3.0 },
 	"grown-secondary": func(cfg map[string]any) { region(cfg, 1)["postgres"] = 2.0; region(cfg, 1)["haproxy"] = 2.0 },
+	// Tunable settings changed: no node's user data may change.
+	"tuned": func(cfg map[string]any) {
+		cfg["postgres"].(map[string]any)["parameters"].(map[string]any)["max_connections"] = "300"
+		cfg["patroni"].(map[string]any)["ttl"] = 30.0
+	},
+	// The app's code changed (see appChangedSource).
+	"app-changed": func(map[string]any) {},
 }
 
 func region(cfg map[string]any, i int) map[string]any {
@@ -116,8 +123,12 @@ func synth(t *testing.T, name string) *synthesized {
 	}
 	s := &synthesized{dir: filepath.Join(tmpRoot, name), templates: map[string]map[string]any{}}
 	synthCache[name] = s
+	source := "."
+	if name == "app-changed" {
+		source = appChangedSource(t)
+	}
 	start := time.Now()
-	a, st, err := newApp(appOptions{Context: ctx, Outdir: s.dir, SourceDir: "."})
+	a, st, err := newApp(appOptions{Context: ctx, Outdir: s.dir, SourceDir: source})
 	if err != nil {
 		s.err = err
 		t.Fatal(err)
@@ -749,7 +760,7 @@ func TestOutputs(t *testing.T) {
 			outputs, _ := tpl["Outputs"].(map[string]any)
 			all := toJSON(outputs)
 			for _, n := range s.plan.InRegion(rp.Name) {
-				id := strings.ToUpper(n.Name[:1]) + n.Name[1:]
+				id := strings.ToUpper(n.ID[:1]) + n.ID[1:]
 				switch n.Role {
 				case cluster.RolePostgres:
 					for _, o := range []string{id + "Session", id + "PatroniList"} {
@@ -1088,4 +1099,61 @@ func identities(tpl map[string]any) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// appChangedSource is a copy of the build context with one more line in
+// the app's code, so its image asset hash changes.
+func appChangedSource(t *testing.T) string {
+	t.Helper()
+	dir := filepath.Join(tmpRoot, "app-changed-src")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("sh", "-c", "git ls-files -z -c -o --exclude-standard | xargs -0 cp --parents -t "+dir).CombinedOutput()
+	if err != nil {
+		t.Fatalf("copy the build context: %v\n%s", err, out)
+	}
+	f, err := os.OpenFile(filepath.Join(dir, "app", "main.go"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString("\n// A change of the app.\n"); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// TestUserDataIgnoresTunables: changing PostgreSQL parameters, Patroni's
+// timing or the app leaves every instance's user data byte for byte as it
+// was, since CloudFormation would stop and start an instance whose user
+// data changed, and EC2 would not run the new one ("Update requires: Some
+// interruptions"; "User data runs only at instance launch").
+// https://docs.aws.amazon.com/AWSCloudFormation/latest/TemplateReference/aws-resource-ec2-instance.html#cfn-ec2-instance-userdata
+func TestUserDataIgnoresTunables(t *testing.T) {
+	base := synth(t, "default")
+	for _, variant := range []string{"tuned", "app-changed"} {
+		changed := synth(t, variant)
+		differs := false
+		for name, tpl := range base.templates {
+			for id, in := range resources(tpl, "AWS::EC2::Instance") {
+				other, ok := resources(changed.templates[name], "AWS::EC2::Instance")[id]
+				if !ok {
+					t.Errorf("%s: %s: instance %s is gone", variant, name, id)
+					continue
+				}
+				if a, b := toJSON(props(in)["UserData"]), toJSON(props(other)["UserData"]); a != b {
+					t.Errorf("%s: %s: the user data of %s changed", variant, name, id)
+				}
+			}
+			if toJSON(tpl) != toJSON(changed.templates[name]) {
+				differs = true
+			}
+		}
+		// The change must have reached the templates somewhere (the
+		// parameter, the Lambda's settings, the image asset).
+		if !differs {
+			t.Errorf("%s: no template changed at all", variant)
+		}
+	}
 }

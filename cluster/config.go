@@ -194,6 +194,10 @@ type HealthCheck struct {
 	// RestartBackoffMinutes is the least time between two restarts of the
 	// same app instance. Default: 5.
 	RestartBackoffMinutes int `json:"restartBackoffMinutes"`
+	// LeaderAwayMinutes raises the leader-away alarm when the leader has
+	// been outside the primary region this long (every commit then crosses
+	// regions; a switchover brings it back). Default: 10.
+	LeaderAwayMinutes int `json:"leaderAwayMinutes"`
 }
 
 // Default returns the configuration of the original design: two data
@@ -238,6 +242,7 @@ func Default() Config {
 		HealthCheck: HealthCheck{
 			LagAlarmBytes:         16 << 20,
 			RestartBackoffMinutes: 5,
+			LeaderAwayMinutes:     10,
 		},
 	}
 }

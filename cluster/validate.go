@@ -165,6 +165,9 @@ func (c Config) Validate() error {
 	if c.HealthCheck.LagAlarmBytes <= 0 {
 		v.addf("healthCheck.lagAlarmBytes", fmt.Sprint(c.HealthCheck.LagAlarmBytes), "must be positive")
 	}
+	if c.HealthCheck.LeaderAwayMinutes < 1 || c.HealthCheck.LeaderAwayMinutes > 1440 {
+		v.addf("healthCheck.leaderAwayMinutes", fmt.Sprint(c.HealthCheck.LeaderAwayMinutes), "must be between 1 and 1440")
+	}
 	if c.HealthCheck.RestartBackoffMinutes < 1 || c.HealthCheck.RestartBackoffMinutes > 1440 {
 		v.addf("healthCheck.restartBackoffMinutes", fmt.Sprint(c.HealthCheck.RestartBackoffMinutes), "must be between 1 and 1440")
 	}

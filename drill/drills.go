@@ -165,6 +165,11 @@ var Drills = []Drill{
 		},
 	},
 	{
+		Name: "config-change", Doc: "raise max_connections (needs a restart) and change a Patroni setting on the running cluster: the health checker PATCHes /config and restarts one member at a time, the leader last after a switchover",
+		Targets: Targets{Window: 5 * time.Second},
+		inject:  configChange,
+	},
+	{
 		Name: "etcd-kill", Doc: "SIGKILL the etcd leader's host for 20 s",
 		Targets: Targets{NoInterruption: true},
 		inject: func(ctx context.Context, r *runner) error {
@@ -203,8 +208,9 @@ var Drills = []Drill{
 		Witness: true,
 		Targets: Targets{RTO: 30 * time.Second},
 		prepare: func(ctx context.Context, c *local.Cluster, before View) error {
-			// Whichever node bootstraps first leads, in any region: move the
-			// leader home first (Patroni picks the synchronous standby).
+			// A failover of an earlier drill may have left the leader in
+			// another region: move it home first (Patroni picks the
+			// synchronous standby).
 			p := c.Plan()
 			leader, _ := before.Leader()
 			if n, _ := p.Node(leader.Name); n.Region == p.Primary().Name {

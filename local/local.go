@@ -56,6 +56,12 @@ type Options struct {
 	// Checker configures the health checker Up starts in each region that
 	// has an app.
 	Checker CheckerOptions
+	// FirstRegion, when set, starts the PostgreSQL nodes of that region
+	// HeadStart before the others (etcd first, as always): a test that
+	// the cluster initialises in the primary region all the same.
+	// Default: every node in plan order.
+	FirstRegion string
+	HeadStart   time.Duration
 }
 
 // state is what Open needs to find a running cluster again, kept in
@@ -66,8 +72,10 @@ type state struct {
 	LinkNet netip.Prefix      `json:"linkNet"`
 	App     string            `json:"app"`   // the app binary
 	Procs   map[string][]proc `json:"procs"` // by node name
-	// Checkers are the health checkers, by region.
-	Checkers map[string]proc `json:"checkers,omitempty"`
+	// Checkers are the health checkers, by region, and CheckerOptions how
+	// they were started (Apply starts them again).
+	Checkers       map[string]proc `json:"checkers,omitempty"`
+	CheckerOptions CheckerOptions  `json:"checkerOptions"`
 }
 
 // Cluster is a local cluster, up or partly up. Its methods are safe for
@@ -285,7 +293,8 @@ func Up(ctx context.Context, opts Options) (*Cluster, error) {
 		return nil, err
 	}
 	claimed = false // Down releases it from now on
-	if err := c.up(ctx, checker); err != nil {
+	c.st.CheckerOptions = checker
+	if err := c.up(ctx, checker, opts); err != nil {
 		c.logf("up failed: %v; tearing down (logs stay in %s)", err, filepath.Join(dir, "logs"))
 		if derr := c.Down(context.WithoutCancel(ctx)); derr != nil {
 			err = errors.Join(err, fmt.Errorf("tear down: %w", derr))
@@ -295,7 +304,29 @@ func Up(ctx context.Context, opts Options) (*Cluster, error) {
 	return c, nil
 }
 
-func (c *Cluster) up(ctx context.Context, checker CheckerOptions) error {
+// startOrder is the order Up starts the nodes in: by role, or, when first
+// is set, etcd, then first's PostgreSQL nodes, then the rest by role.
+func startOrder(p *cluster.Plan, first string) []cluster.Node {
+	var out []cluster.Node
+	if first == "" {
+		for _, role := range cluster.Roles {
+			out = append(out, p.ByRole(role)...)
+		}
+		return out
+	}
+	out = append(out, p.ByRole(cluster.RoleEtcd)...)
+	out = append(out, p.Select(first, cluster.RolePostgres)...)
+	for _, role := range []cluster.Role{cluster.RolePostgres, cluster.RoleHAProxy, cluster.RoleApp} {
+		for _, n := range p.ByRole(role) {
+			if role != cluster.RolePostgres || n.Region != first {
+				out = append(out, n)
+			}
+		}
+	}
+	return out
+}
+
+func (c *Cluster) up(ctx context.Context, checker CheckerOptions, opts Options) error {
 	start := time.Now()
 	if err := c.writeSecrets(); err != nil {
 		return err
@@ -312,10 +343,18 @@ func (c *Cluster) up(ctx context.Context, checker CheckerOptions) error {
 	// The app starts with the database daemons, long before the cluster
 	// is ready, as on EC2: it retries while the database is unavailable,
 	// and the health checker restarts it if it gives up.
-	for _, role := range cluster.Roles {
-		for _, n := range c.plan.ByRole(role) {
-			if err := c.startNode(n); err != nil {
-				return err
+	order := startOrder(c.plan, opts.FirstRegion)
+	for i, n := range order {
+		if err := c.startNode(n); err != nil {
+			return err
+		}
+		if opts.FirstRegion != "" && i+1 < len(order) && n.Region == opts.FirstRegion && n.Role == cluster.RolePostgres &&
+			!(order[i+1].Region == opts.FirstRegion && order[i+1].Role == cluster.RolePostgres) {
+			c.logf("%s's PostgreSQL nodes have a head start of %s", opts.FirstRegion, opts.HeadStart)
+			select {
+			case <-time.After(opts.HeadStart):
+			case <-ctx.Done():
+				return ctx.Err()
 			}
 		}
 	}

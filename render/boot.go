@@ -33,7 +33,7 @@ var packages = map[cluster.Role][]string{
 	cluster.RolePostgres: {"postgresql-17", "patroni", "python3-etcd", "etcd-client", "awscli"},
 	cluster.RoleEtcd:     {"etcd-server", "etcd-client"},
 	cluster.RoleHAProxy:  {"haproxy"},
-	cluster.RoleApp:      {"docker.io", "awscli"},
+	cluster.RoleApp:      {"docker.io", "docker-cli", "awscli"},
 }
 
 var bootTmpl = parse("templates/boot.sh")
@@ -50,6 +50,15 @@ const (
 // "booting", "ok", "degraded: <why>" or "failed: <why>", then a UTC time.
 func BootStatusParameter(c cluster.Config, n cluster.Node) string {
 	return BootStatusPath(c) + "/" + n.Name
+}
+
+// BootStatusRegion is the region node n reports its boot in: its own, but
+// the primary region for a witness node, whose region runs no checker.
+func BootStatusRegion(p *cluster.Plan, n cluster.Node) string {
+	if r, _ := p.Region(n.Region); r.Witness {
+		return p.Primary().Name
+	}
+	return n.Region
 }
 
 // BootStatusPath is the path of every node's BootStatusParameter.
@@ -104,6 +113,7 @@ func BootScript(p *cluster.Plan, n cluster.Node) (string, error) {
 		"Files":           files,
 		"Fetched":         fetched,
 		"StatusParameter": BootStatusParameter(p.Config, n),
+		"StatusRegion":    BootStatusRegion(p, n),
 		"BootUnit":        bootUnit,
 		"BootCopy":        bootCopy,
 		"BootDone":        bootDone,

@@ -15,6 +15,7 @@ import (
 	"github.com/pgha/pgha/constructs/etcd"
 	"github.com/pgha/pgha/constructs/firewall"
 	"github.com/pgha/pgha/constructs/haproxy"
+	"github.com/pgha/pgha/constructs/nag"
 	"github.com/pgha/pgha/constructs/healthcheck"
 	"github.com/pgha/pgha/constructs/network"
 	"github.com/pgha/pgha/constructs/node"
@@ -144,6 +145,7 @@ func NewRegionStack(scope constructs.Construct, id string, props *RegionStackPro
 	}
 
 	s.addOutputs(p)
+	nag.SuppressAwsCustomResource(stack)
 	return s
 }
 

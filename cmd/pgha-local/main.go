@@ -4,6 +4,7 @@
 //	sudo go run ./cmd/pgha-local up [--config FILE] [--dir DIR] [--foreground] [--check-every D] [--restart-backoff D]
 //	sudo go run ./cmd/pgha-local status [--json]
 //	sudo go run ./cmd/pgha-local fault kill|stop|cont|isolate|heal TARGET
+//	sudo go run ./cmd/pgha-local apply [--config FILE]
 //	sudo go run ./cmd/pgha-local switchover [--to NODE]
 //	sudo go run ./cmd/pgha-local down
 //	sudo go run ./cmd/pgha-local rootfs
@@ -41,6 +42,9 @@ const usage = `usage: pgha-local COMMAND [flags]
   fault KIND TARGET                   KIND: kill, stop, cont, isolate, heal;
                                       TARGET: a node, "leader", or (isolate,
                                       heal) a region
+  apply [--config FILE]               change the running cluster's tunable settings
+                                      (postgres.parameters, patroni.*): the health
+                                      checker applies them, one node at a time
   switchover [--to NODE]              planned leader change through Patroni
   down                                stop everything and remove it
   rootfs [--path DIR]                 build the cached Debian 13 root
@@ -125,6 +129,25 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		fmt.Fprintf(stdout, "%s: %s\n", pos[0], strings.Join(nodes, ", "))
+		return nil
+	case "apply":
+		configFile := fs.String("config", "", "JSON of the pgha configuration (default: the pgha key of ./cdk.json's context, else the defaults)")
+		if err := parseNone(fs, args); err != nil {
+			return err
+		}
+		cfg, err := loadConfig(*configFile)
+		if err != nil {
+			return err
+		}
+		c, err := local.Open(*dir)
+		if err != nil {
+			return err
+		}
+		c.SetLog(stderr)
+		if err := c.Apply(ctx, cfg); err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, "applying: the health checker rolls the change out; `pgha-local status` shows its progress")
 		return nil
 	case "switchover":
 		to := fs.String("to", "", "the new leader (default: Patroni picks)")

@@ -7,6 +7,8 @@ import (
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsec2"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsecrassets"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsiam"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsssm"
+	"github.com/aws/aws-cdk-go/awscdk/v2/customresources"
 	"github.com/aws/constructs-go/constructs/v10"
 	"github.com/aws/jsii-runtime-go"
 
@@ -57,6 +59,11 @@ type App struct {
 	Role awsiam.Role
 	// Nodes are the instances, in plan order (construct IDs: their region-local IDs, "app1", ...).
 	Nodes []*node.Node
+	// ImageParameter holds the image URI (construct ID "ImageParameter").
+	ImageParameter awsssm.StringParameter
+	// Restart restarts the apps when the image changes (construct ID
+	// "RestartOnNewImage"); nil without app instances.
+	Restart customresources.AwsCustomResource
 }
 
 // NewApp creates the region's app instances and the image asset they run.
@@ -89,6 +96,14 @@ func NewApp(scope constructs.Construct, id string, props *AppProps) *App {
 			"the pull actions themselves are limited to the CDK's asset repository.",
 		"Resource::*")
 	props.Secrets.GrantRead(a.Role, cluster.SecretsFor(cluster.RoleApp)...)
+	// The image is a parameter the app's unit reads at every start, not
+	// part of the user data: a new image restarts the app, not the node.
+	a.ImageParameter = awsssm.NewStringParameter(this, jsii.String("ImageParameter"), &awsssm.StringParameterProps{
+		ParameterName: jsii.String(render.AppImageParameter(cfg)),
+		StringValue:   image.ImageUri(),
+		Description:   jsii.String("pgha " + cfg.Name + ": the app's container image, read by pgha-app.service at every start"),
+	})
+	a.ImageParameter.GrantRead(a.Role)
 	for _, n := range props.Plan.Select(props.Region, cluster.RoleApp) {
 		nd := node.NewNode(this, n.ID, &node.NodeProps{
 			Plan:          props.Plan,
@@ -104,5 +119,61 @@ func NewApp(scope constructs.Construct, id string, props *AppProps) *App {
 				"termination protection would only block that.")
 		a.Nodes = append(a.Nodes, nd)
 	}
+	if len(a.Nodes) > 0 {
+		a.restartOnNewImage(cfg, image)
+	}
 	return a
+}
+
+// restartOnNewImage restarts the app on every app instance of the cluster
+// in this region when the image changes, with the command the health
+// checker sends (render.AppRestartCommand), through SSM Run Command. It
+// runs on stack updates only (an instance that boots reads the parameter
+// anyway); instances whose SSM agent is not registered get nothing and
+// start the new image at their next restart. The image's asset hash in the
+// command's comment is what changes the resource.
+func (a *App) restartOnNewImage(cfg cluster.Config, image awsecrassets.DockerImageAsset) {
+	stack := awscdk.Stack_Of(a.Construct)
+	hash := *image.AssetHash()
+	call := &customresources.AwsSdkCall{
+		Service: jsii.String("SSM"),
+		Action:  jsii.String("sendCommand"),
+		Parameters: map[string]any{
+			"DocumentName": "AWS-RunShellScript",
+			"Targets": []any{
+				map[string]any{"Key": "tag:" + node.TagCluster, "Values": []string{cfg.Name}},
+				map[string]any{"Key": "tag:" + node.TagRole, "Values": []string{string(cluster.RoleApp)}},
+			},
+			"Parameters": map[string]any{"commands": []string{render.AppRestartCommand}},
+			"Comment":    "pgha: start image " + hash[:min(len(hash), 16)],
+		},
+		PhysicalResourceId: customresources.PhysicalResourceId_Of(jsii.String("app-restart")),
+	}
+	a.Restart = customresources.NewAwsCustomResource(a.Construct, jsii.String("RestartOnNewImage"), &customresources.AwsCustomResourceProps{
+		ResourceType:        jsii.String("Custom::AppRestart"),
+		OnUpdate:            call,
+		InstallLatestAwsSdk: jsii.Bool(false),
+		Policy: customresources.AwsCustomResourcePolicy_FromStatements(&[]awsiam.PolicyStatement{
+			awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+				Actions: jsii.Strings("ssm:SendCommand"),
+				Resources: jsii.Strings(*stack.FormatArn(&awscdk.ArnComponents{
+					Service: jsii.String("ssm"), Account: jsii.String(""), Resource: jsii.String("document"), ResourceName: jsii.String("AWS-RunShellScript"),
+				})),
+			}),
+			awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+				Actions: jsii.Strings("ssm:SendCommand"),
+				Resources: jsii.Strings(*stack.FormatArn(&awscdk.ArnComponents{
+					Service: jsii.String("ec2"), Resource: jsii.String("instance"), ResourceName: jsii.String("*"),
+				})),
+				Conditions: &map[string]any{"StringEquals": map[string]any{
+					"ssm:resourceTag/" + node.TagRole:    string(cluster.RoleApp),
+					"ssm:resourceTag/" + node.TagCluster: cfg.Name,
+				}},
+			}),
+		}),
+	})
+	a.Restart.Node().AddDependency(a.ImageParameter)
+	nag.Suppress(a.Restart, "AwsSolutions-IAM5",
+		"ssm:SendCommand on instance/* is limited by ssm:resourceTag conditions to this cluster's app instances.",
+		"Resource::arn:<AWS::Partition>:ec2:<AWS::Region>:<AWS::AccountId>:instance/*")
 }

@@ -87,6 +87,14 @@ type HealthCheck struct {
 	// LagAlarm fires when a replica lags more than LagAlarmBytes for two
 	// minutes (construct ID "LagAlarm").
 	LagAlarm awscloudwatch.Alarm
+	// LeaderAwayAlarm fires when the leader has been outside the primary
+	// region for HealthCheck.LeaderAwayMinutes (construct ID
+	// "LeaderAwayAlarm").
+	LeaderAwayAlarm awscloudwatch.Alarm
+	// BootAlarm fires when a node's boot has not reported "ok" for 30
+	// minutes: it failed, has no SSM agent, or never reported (construct
+	// ID "BootAlarm").
+	BootAlarm awscloudwatch.Alarm
 	// Settings is what the Lambda is given (instance ids are tokens).
 	Settings hc.Settings
 }
@@ -247,6 +255,12 @@ func (h *HealthCheck) grant(stack awscdk.Stack, logGroup awslogs.LogGroup, s hc.
 		Service: jsii.String("ssm"), Resource: jsii.String("parameter"),
 		ResourceName: jsii.String(strings.TrimPrefix(s.ParameterPath, "/") + "/*"),
 	})}, nil)
+	// GetParametersByPath is authorized on the path itself.
+	// https://docs.aws.amazon.com/systems-manager/latest/userguide/sysman-paramstore-access.html
+	add("BootStatuses", []string{"ssm:GetParametersByPath"}, []*string{arn(awscdk.ArnComponents{
+		Service: jsii.String("ssm"), Resource: jsii.String("parameter"),
+		ResourceName: jsii.String(strings.TrimPrefix(s.BootStatusPath, "/")),
+	})}, nil)
 	// Secrets Manager appends "-" and six random characters to the name.
 	add("HealthPassword", []string{"secretsmanager:GetSecretValue"}, []*string{arn(awscdk.ArnComponents{
 		Service: jsii.String("secretsmanager"), Resource: jsii.String("secret"),
@@ -308,6 +322,27 @@ func (h *HealthCheck) addAlarms(cfg cluster.Config, region string) {
 		Threshold:          jsii.Number(float64(cfg.HealthCheck.LagAlarmBytes)),
 		EvaluationPeriods:  jsii.Number(2),
 		DatapointsToAlarm:  jsii.Number(2),
+		TreatMissingData:   awscloudwatch.TreatMissingData_NOT_BREACHING,
+	})
+	away := float64(cfg.HealthCheck.LeaderAwayMinutes)
+	h.LeaderAwayAlarm = awscloudwatch.NewAlarm(h.Construct, jsii.String("LeaderAwayAlarm"), &awscloudwatch.AlarmProps{
+		AlarmDescription: jsii.String(fmt.Sprintf("pgha %s: the leader has been outside the primary region %s for %d minutes (seen from %s): every commit crosses regions. "+
+			"Switch back: patronictl -c /etc/patroni/pgha switchover --candidate <a node of %s>", cfg.Name, cfg.Regions[0].Name, cfg.HealthCheck.LeaderAwayMinutes, region, cfg.Regions[0].Name)),
+		Metric:             metric(hc.MetricLeaderAway, "Minimum"),
+		ComparisonOperator: awscloudwatch.ComparisonOperator_GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+		Threshold:          jsii.Number(1),
+		EvaluationPeriods:  jsii.Number(away),
+		DatapointsToAlarm:  jsii.Number(away),
+		TreatMissingData:   awscloudwatch.TreatMissingData_NOT_BREACHING,
+	})
+	h.BootAlarm = awscloudwatch.NewAlarm(h.Construct, jsii.String("BootAlarm"), &awscloudwatch.AlarmProps{
+		AlarmDescription: jsii.String(fmt.Sprintf("pgha %s: a node of %s has not booted well for 30 minutes: its boot failed, it has no SSM agent, or it never reported "+
+			"(the health checker's log names it; the node's console output, aws ec2 get-console-output, tells why)", cfg.Name, region)),
+		Metric:             metric(hc.MetricBootsNotOK, "Minimum"),
+		ComparisonOperator: awscloudwatch.ComparisonOperator_GREATER_THAN_THRESHOLD,
+		Threshold:          jsii.Number(0),
+		EvaluationPeriods:  jsii.Number(30),
+		DatapointsToAlarm:  jsii.Number(30),
 		TreatMissingData:   awscloudwatch.TreatMissingData_NOT_BREACHING,
 	})
 }

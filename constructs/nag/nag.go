@@ -2,6 +2,7 @@
 package nag
 
 import (
+	"github.com/aws/aws-cdk-go/awscdk/v2"
 	"github.com/aws/constructs-go/constructs/v10"
 	"github.com/aws/jsii-runtime-go"
 	"github.com/cdklabs/cdk-nag-go/cdknag/v2"
@@ -20,4 +21,20 @@ func Suppress(scope constructs.IConstruct, rule, reason string, appliesTo ...str
 		s.AppliesTo = &a
 	}
 	cdknag.NagSuppressions_AddResourceSuppressions(scope, &[]*cdknag.NagPackSuppression{s}, jsii.Bool(true))
+}
+
+// awsCustomResourceFunction is the construct ID, under the stack, of the
+// Lambda function the CDK's AwsCustomResource constructs share.
+const awsCustomResourceFunction = "AWS679f53fac002430cb0da5b7982bd2287"
+
+// SuppressAwsCustomResource records, once every AwsCustomResource of stack
+// exists, why the function they share may use the managed
+// AWSLambdaBasicExecutionRole.
+func SuppressAwsCustomResource(stack awscdk.Stack) {
+	if fn := stack.Node().TryFindChild(jsii.String(awsCustomResourceFunction)); fn != nil {
+		Suppress(fn, "AwsSolutions-IAM4",
+			"The CDK's AwsCustomResource function (peer routes, the frozen Debian image, the app restart) uses AWSLambdaBasicExecutionRole, "+
+				"which only lets it write its own CloudWatch logs; what it calls is granted inline, each call on its own resources.",
+			"Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole")
+	}
 }

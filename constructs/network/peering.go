@@ -10,12 +10,8 @@ import (
 	"github.com/aws/constructs-go/constructs/v10"
 	"github.com/aws/jsii-runtime-go"
 
-	"github.com/pgha/pgha/constructs/nag"
 )
 
-// awsCustomResourceFunction is the construct ID, under the stack, of the
-// singleton Lambda function behind every AwsCustomResource.
-const awsCustomResourceFunction = "AWS679f53fac002430cb0da5b7982bd2287"
 
 // PeeringProps configures a Peering.
 type PeeringProps struct {
@@ -114,12 +110,7 @@ func NewPeering(scope constructs.Construct, id string, props *PeeringProps) *Pee
 			}),
 		})
 	}
-	// The AwsCustomResource calls above share one Lambda function per stack.
-	if fn := stack.Node().TryFindChild(jsii.String(awsCustomResourceFunction)); fn != nil {
-		nag.Suppress(fn, "AwsSolutions-IAM4",
-			"The CDK's AwsCustomResource function that creates the peer region's routes uses AWSLambdaBasicExecutionRole, "+
-				"which only lets it write its own CloudWatch logs; its EC2 permissions are inline and limited to the peer's route tables.",
-			"Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole")
-	}
+	// The AwsCustomResource calls above share one Lambda function per
+	// stack: nag.SuppressAwsCustomResource covers it.
 	return &Peering{Construct: this, Connection: conn}
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/aws/aws-cdk-go/awscdk/v2"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsec2"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsiam"
+	"github.com/aws/aws-cdk-go/awscdk/v2/customresources"
 	"github.com/aws/constructs-go/constructs/v10"
 	"github.com/aws/jsii-runtime-go"
 
@@ -103,10 +104,11 @@ func NewNode(scope constructs.Construct, id string, props *NodeProps) *Node {
 	if cfg.Instances.Architecture == "x86_64" {
 		arch = "amd64"
 	}
-	image := awsec2.MachineImage_FromSsmParameter(jsii.String(DebianImageParameter(arch)), &awsec2.SsmParameterImageOptions{Os: awsec2.OperatingSystemType_LINUX})
-	if ami, ok := cfg.Instances.Images[n.Region]; ok {
-		image = awsec2.MachineImage_GenericLinux(&map[string]*string{n.Region: jsii.String(ami)}, nil)
+	ami, ok := cfg.Instances.Images[n.Region]
+	if !ok {
+		ami = *debianImage(this, arch)
 	}
+	image := awsec2.MachineImage_GenericLinux(&map[string]*string{n.Region: jsii.String(ami)}, nil)
 	instance := awsec2.NewInstance(this, jsii.String("Instance"), &awsec2.InstanceProps{
 		Vpc:           props.Network.Vpc,
 		VpcSubnets:    &awsec2.SubnetSelection{Subnets: &[]awsec2.ISubnet{props.Network.Subnet(n)}},
@@ -138,7 +140,59 @@ func NewNode(scope constructs.Construct, id string, props *NodeProps) *Node {
 		PropagateTagsToVolumeOnCreation: jsii.Bool(true),
 	})
 	Tag(instance, cfg.Name, n.Role)
+	grantBootStatus(this, props.Plan, n, props.Role)
 	return &Node{Construct: this, Instance: instance, Spec: n, UserData: script}
+}
+
+// debianImage returns the AMI of the stack's Debian image: Debian's latest
+// at the stack's first deploy, read once from Debian's SSM public parameter
+// by a custom resource that has no update call, and kept from then on. A
+// template parameter of type AWS::SSM::Parameter::Value would be resolved
+// again at every deploy, and a new Debian release would then make
+// CloudFormation replace every instance, which their fixed IPs refuse.
+// https://docs.aws.amazon.com/cdk/api/v2/docs/aws-cdk-lib.custom_resources.AwsCustomResourceProps.html
+// (onUpdate: "Default: no call").
+func debianImage(scope constructs.Construct, arch string) *string {
+	stack := awscdk.Stack_Of(scope)
+	id := "DebianImage-" + arch
+	cr, ok := stack.Node().TryFindChild(jsii.String(id)).(customresources.AwsCustomResource)
+	if !ok {
+		param := DebianImageParameter(arch)
+		cr = customresources.NewAwsCustomResource(stack, jsii.String(id), &customresources.AwsCustomResourceProps{
+			ResourceType: jsii.String("Custom::DebianImage"),
+			OnCreate: &customresources.AwsSdkCall{
+				Service:            jsii.String("SSM"),
+				Action:             jsii.String("getParameter"),
+				Parameters:         map[string]any{"Name": param},
+				PhysicalResourceId: customresources.PhysicalResourceId_FromResponse(jsii.String("Parameter.Value")),
+			},
+			InstallLatestAwsSdk: jsii.Bool(false),
+			Policy: customresources.AwsCustomResourcePolicy_FromStatements(&[]awsiam.PolicyStatement{
+				awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+					Actions: jsii.Strings("ssm:GetParameter"),
+					// Public parameters have no account in their ARN.
+					Resources: jsii.Strings(*stack.FormatArn(&awscdk.ArnComponents{
+						Service: jsii.String("ssm"), Account: jsii.String(""),
+						Resource: jsii.String("parameter"), ResourceName: jsii.String(param[1:]),
+					})),
+				}),
+			}),
+		})
+	}
+	return cr.GetResponseField(jsii.String("Parameter.Value"))
+}
+
+// grantBootStatus lets node n's role write n's boot status parameter.
+func grantBootStatus(scope constructs.Construct, p *cluster.Plan, n cluster.Node, role awsiam.IRole) {
+	stack := awscdk.Stack_Of(scope)
+	awsiam.Grant_AddToPrincipal(&awsiam.GrantOnPrincipalOptions{
+		Grantee: role,
+		Actions: jsii.Strings("ssm:PutParameter"),
+		ResourceArns: jsii.Strings(*stack.FormatArn(&awscdk.ArnComponents{
+			Service: jsii.String("ssm"), Region: jsii.String(render.BootStatusRegion(p, n)),
+			Resource: jsii.String("parameter"), ResourceName: jsii.String(render.BootStatusParameter(p.Config, n)[1:]),
+		})),
+	})
 }
 
 // Tag puts the pgha:cluster and pgha:role tags on scope and everything in it.

@@ -6,6 +6,7 @@ import (
 	"github.com/aws/aws-cdk-go/awscdk/v2"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsec2"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsiam"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsssm"
 	"github.com/aws/constructs-go/constructs/v10"
 	"github.com/aws/jsii-runtime-go"
 
@@ -13,6 +14,7 @@ import (
 	"github.com/pgha/pgha/constructs/network"
 	"github.com/pgha/pgha/constructs/node"
 	"github.com/pgha/pgha/constructs/secrets"
+	"github.com/pgha/pgha/render"
 )
 
 // DataDevice is the device name the data volume is attached as. On Nitro
@@ -57,7 +59,27 @@ func NewPostgres(scope constructs.Construct, id string, props *PostgresProps) *P
 	p := &Postgres{Construct: this, Role: node.NewRole(this, "Role", cluster.RolePostgres)}
 	props.Secrets.GrantRead(p.Role, cluster.SecretsFor(cluster.RolePostgres)...)
 	cfg := props.Plan.Config
+	params := map[string]awsssm.StringParameter{}
 	for _, n := range props.Plan.Select(props.Region, cluster.RolePostgres) {
+		fetched, err := render.Fetched(props.Plan, n)
+		if err != nil {
+			panic(err)
+		}
+		// What the boot fetches instead of carrying: the dynamic
+		// configuration, which changes with the tunable settings.
+		for _, f := range fetched {
+			if _, ok := params[f.Parameter]; ok {
+				continue
+			}
+			params[f.Parameter] = awsssm.NewStringParameter(this, jsii.String("DynamicConfig"), &awsssm.StringParameterProps{
+				ParameterName: jsii.String(f.Parameter),
+				StringValue:   jsii.String(f.Value()),
+				Description:   jsii.String("pgha " + cfg.Name + ": Patroni's bootstrap.dcs, read by the PostgreSQL nodes at boot"),
+				// Over 4 KB (many parameters) becomes an advanced parameter.
+				Tier: awsssm.ParameterTier_INTELLIGENT_TIERING,
+			})
+			params[f.Parameter].GrantRead(p.Role)
+		}
 		nd := node.NewNode(this, n.ID, &node.NodeProps{
 			Plan:                  props.Plan,
 			Node:                  n,

@@ -19,7 +19,7 @@ export DEBIAN_FRONTEND=noninteractive
 log() { echo "pgha-boot: $*"; }
 
 report() {
-	aws ssm put-parameter --region {{.Node.Region}} --name {{.StatusParameter}} --type String --overwrite \
+	aws ssm put-parameter --region {{.StatusRegion}} --name {{.StatusParameter}} --type String --overwrite \
 		--value "$1 $(date -u +%Y-%m-%dT%H:%M:%SZ)" >/dev/null 2>&1 ||
 		log "could not report \"$1\" to {{.StatusParameter}}"
 }
