@@ -739,7 +739,8 @@ func TestStableLogicalIDs(t *testing.T) {
 			"NetworkVpc7FB7348F", "Peeringeuwest1Connection51FA3870",
 		},
 		"eu-west-1": {
-			"Postgrespg3Instance33C2826B", "Postgrespg3DataC232F493", "Etcdetcd3Instance98E0F12C", "HAProxyhaproxy2Instance45B49D12",
+			// Region-local IDs: the same as the primary region's first nodes.
+			"Postgrespg1InstanceB508AB5B", "Postgrespg1Data2608BEA1", "Etcdetcd1Instance60766AA8", "HAProxyhaproxy1Instance2DAC6544",
 			"NetworkVpc7FB7348F",
 		},
 	}
@@ -1026,7 +1027,12 @@ func TestDeployRules(t *testing.T) {
 }
 
 // cfnLintAccepted are the cfn-lint warnings that stay, each with why.
-var cfnLintAccepted = map[string]string{}
+var cfnLintAccepted = map[string]string{
+	"W3010": "Avoid hardcoding availability zones: the plan pins each subnet, and so each node's fixed IP and its data volume, " +
+		"to a named zone (regions[].availabilityZones); a zone chosen at deploy time could move a node.",
+	"W3005": "A DependsOn next to a GetAtt of the same resource: the CDK's own custom-resource providers emit it, and the " +
+		"health checker depends on its whole role so that the role's inline policy exists before the function; it is redundant, not wrong.",
+}
 
 // TestCfnLint runs cfn-lint on every template: no error, and no warning
 // that is not in cfnLintAccepted.

@@ -21,9 +21,6 @@ import (
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden from the renderers' output")
 
-// testImage is as long as a real CDK asset image URI, so that the user data
-// size test measures what EC2 gets after CloudFormation resolves the token.
-const testImage = "123456789012.dkr.ecr.eu-west-3.amazonaws.com/cdk-hnb659fds-container-assets-123456789012-eu-west-3:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 
 // plans are the plans every test renders.
 func plans(t *testing.T) map[string]*cluster.Plan {
