@@ -116,4 +116,3 @@ func showSetting(ctx context.Context, node, superPassword, name string) (string,
 	err = conn.QueryRow(ctx, "SELECT setting FROM pg_settings WHERE name = $1", name).Scan(&v)
 	return v, err
 }
-

@@ -21,7 +21,6 @@ import (
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden from the renderers' output")
 
-
 // plans are the plans every test renders.
 func plans(t *testing.T) map[string]*cluster.Plan {
 	t.Helper()
