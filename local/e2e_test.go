@@ -40,8 +40,10 @@ func (l testLog) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
-// TestEndToEnd brings up the default topology with the real daemons,
-// writes and reads through HAProxy, uses the app, crashes the app and sees
+// TestEndToEnd brings up the default topology with the real daemons (the
+// secondary region's PostgreSQL node first, with a head start, so that it
+// would win the race to initialise the cluster if it could: the leader must
+// still come up in the primary region), writes and reads through HAProxy, uses the app, crashes the app and sees
 // the health checker restart it, kills the leader and the app together and
 // sees the checker hold until a new leader accepts writes, heals the old
 // leader, and checks that Down leaves nothing behind.
@@ -68,7 +70,7 @@ func TestEndToEnd(t *testing.T) {
 	start := time.Now()
 	// A short backoff: the test crashes the app twice within a minute.
 	checker := CheckerOptions{Interval: 2 * time.Second, Backoff: 10 * time.Second}
-	c, err := Up(ctx, Options{Dir: dir, Log: testLog{t}, Checker: checker})
+	c, err := Up(ctx, Options{Dir: dir, Log: testLog{t}, Checker: checker, FirstRegion: "eu-west-1", HeadStart: 15 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,6 +83,25 @@ func TestEndToEnd(t *testing.T) {
 		}
 	})
 	t.Logf("up and ready in %s", time.Since(start).Round(100*time.Millisecond))
+
+	t.Run("the primary region initialised", func(t *testing.T) {
+		st, err := c.Status(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range st.Nodes {
+			if n.Leader && n.Region != c.Plan().Primary().Name {
+				t.Errorf("%s in %s leads: the cluster initialised outside the primary region", n.Name, n.Region)
+			}
+		}
+		b, err := os.ReadFile(filepath.Join(dir, "logs", "euw1-pg1-patroni.log"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(b), "waiting for leader to bootstrap") {
+			t.Errorf("euw1-pg1's Patroni never waited for a leader to bootstrap:\n%s", b[:min(len(b), 2000)])
+		}
+	})
 
 	t.Run("status", func(t *testing.T) {
 		st, err := c.Status(ctx)

@@ -213,15 +213,32 @@ func TestEtcdAndPatroniAcceptConfig(t *testing.T) {
 		time.Sleep(500 * time.Millisecond)
 	}
 
+	// Patroni reads its configuration directory as the node has it: the
+	// static file and, in the primary region, the fetched bootstrap.dcs.
 	for _, n := range p.ByRole(cluster.RolePostgres) {
-		y, err := PatroniYAML(p, n)
+		files, err := Files(p, n)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(filepath.Join(host, n.Name+".yml"), y, 0o644); err != nil {
+		fetched, err := Fetched(p, n)
+		if err != nil {
 			t.Fatal(err)
 		}
-		out, err := run(t, "ip", "netns", "exec", ns, "chroot", root, "/usr/bin/patroni", "--validate-config", inRoot+"/"+n.Name+".yml")
+		for _, f := range fetched {
+			files = append(files, f.File)
+		}
+		dir := filepath.Join(host, n.Name)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range files {
+			if filepath.Dir(f.Path) == PatroniConfig {
+				if err := os.WriteFile(filepath.Join(dir, filepath.Base(f.Path)), []byte(f.Content), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		out, err := run(t, "ip", "netns", "exec", ns, "chroot", root, "/usr/bin/patroni", "--validate-config", inRoot+"/"+n.Name)
 		if err != nil || regexp.MustCompile(`\S`).MatchString(out) {
 			t.Errorf("patroni --validate-config %s: %v\n%s", n.Name, err, out)
 		}

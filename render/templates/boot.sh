@@ -23,7 +23,14 @@ report() {
 		--value "$1 $(date -u +%Y-%m-%dT%H:%M:%SZ)" >/dev/null 2>&1 ||
 		log "could not report \"$1\" to {{.StatusParameter}}"
 }
-trap 'rc=$?; if ((rc != 0)); then log "FAILED (exit $rc): see the lines above"; report "failed: exit $rc"; fi' EXIT
+on_exit() {
+	local rc=$?
+	if ((rc != 0)); then
+		log "FAILED (exit $rc): see the lines above"
+		report "failed: exit $rc"
+	fi
+}
+trap on_exit EXIT
 
 # retry LIMIT CMD...: runs CMD until it succeeds, waiting 2 s, then 4, 8, ...
 # and at most 60 s between tries; gives up after LIMIT seconds (0: never).
