@@ -38,12 +38,15 @@ var packages = map[cluster.Role][]string{
 
 var bootTmpl = parse("templates/boot.sh")
 
-// The boot keeps a copy of itself that a unit runs at every boot until one
-// run has succeeded (and touched bootDone).
+// The boot's unit runs bootAgain at every later boot, which runs the user
+// data again when the last run failed or the user data changed: bootDone
+// holds the sha256 of the user data that last booted well, and userData
+// the instance's current user data, fetched from the metadata service.
 const (
-	bootUnit = "pgha-boot.service"
-	bootCopy = "/usr/local/lib/pgha/boot"
-	bootDone = "/var/lib/pgha/boot-ok"
+	bootUnit  = "pgha-boot.service"
+	bootAgain = "/usr/local/lib/pgha/boot-again"
+	bootDone  = "/var/lib/pgha/boot-ok"
+	userData  = "/var/lib/pgha/user-data"
 )
 
 // BootStatusParameter is the SSM parameter node n's boot reports to:
@@ -115,7 +118,8 @@ func BootScript(p *cluster.Plan, n cluster.Node) (string, error) {
 		"StatusParameter": BootStatusParameter(p.Config, n),
 		"StatusRegion":    BootStatusRegion(p, n),
 		"BootUnit":        bootUnit,
-		"BootCopy":        bootCopy,
+		"UserData":        userData,
+		"BootAgain":       bootAgain,
 		"BootDone":        bootDone,
 		"Services":        svcs,
 		"EOF":             heredocEnd,

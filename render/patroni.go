@@ -67,6 +67,10 @@ type DynamicConfigPostgresql struct {
 	UsePgRewind bool              `json:"use_pg_rewind"`
 	UseSlots    bool              `json:"use_slots"`
 	Parameters  map[string]string `json:"parameters"`
+	// PgHba is pg_hba.conf, the same on every member: in the DCS, a node
+	// added or removed changes it on every member online (Patroni reloads
+	// PostgreSQL), not in every node's user data.
+	PgHba []string `json:"pg_hba"`
 }
 
 // Dynamic returns the plan's DynamicConfig.
@@ -97,6 +101,7 @@ func Dynamic(p *cluster.Plan) DynamicConfig {
 			// Settings such as max_connections or wal_level must be the
 			// same on every member, so they live in the DCS.
 			Parameters: c.Postgres.Parameters,
+			PgHba:      pgHba(p),
 		},
 	}
 }
@@ -136,7 +141,6 @@ type patroniPostgresql struct {
 	Authentication map[string]patroniUser `yaml:"authentication"`
 	Parameters     map[string]string      `yaml:"parameters"`
 	Basebackup     map[string]string      `yaml:"basebackup"`
-	PgHba          []string               `yaml:"pg_hba"`
 }
 
 // patroniUser has no password field on purpose: Patroni reads
@@ -215,7 +219,6 @@ func PatroniYAML(p *cluster.Plan, n cluster.Node) ([]byte, error) {
 			// once: a replica's clone took 1.3 s instead of 6.5 s in the
 			// probe (shared/notes/probe-patroni.md).
 			Basebackup: map[string]string{"checkpoint": "fast"},
-			PgHba:      pgHba(p),
 		},
 		// Patroni resets the watchdog every loop; if Patroni hangs while
 		// leader, the kernel reboots the node before ttl expires (timeout =

@@ -338,7 +338,7 @@ func TestPatroniYAML(t *testing.T) {
 			strings.HasPrefix(got.Postgresql.Parameters["log_directory"], got.Postgresql.DataDir) {
 			t.Error("pgpass or log_directory is inside data_dir")
 		}
-		checkHba(t, p, got.Postgresql.PgHba)
+		checkHba(t, p, Dynamic(p).Postgresql.PgHba)
 	})
 }
 

@@ -5,9 +5,8 @@
 # EC2 runs it once, as root, on the instance's first boot (cloud-init's
 # scripts-user, once per instance); its output goes to
 # /var/log/cloud-init-output.log and to the serial console (aws ec2
-# get-console-output). It keeps a copy of itself that {{.BootUnit}} runs
-# again at every later boot until one run has succeeded, and it converges
-# when run again. Every step that needs the network retries, waiting at
+# get-console-output). {{.BootUnit}} runs it again at a later boot if it
+# failed or changed, and it converges when run again. Every step that needs the network retries, waiting at
 # most a minute between tries. It never prints a password (no set -x).
 #
 # It reports how it went in the SSM parameter {{.StatusParameter}}
@@ -49,22 +48,37 @@ retry() {
 	done
 }
 
-# Keep this script, so that a boot that failed is run again at the next one.
+# Run this script again at a later boot when its last run failed, or when
+# the user data changed since the last run that succeeded (CloudFormation
+# stops and starts an instance whose user data changed; cloud-init does not
+# run the new one: "User data runs only at instance launch"). The current
+# user data comes from the instance metadata service, IMDSv2.
+# https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/instancedata-add-user-data.html
 install -d -m 0755 /usr/local/lib/pgha /var/lib/pgha
-if [[ $0 != {{.BootCopy}} ]]; then
-	install -m 0700 "$0" {{.BootCopy}}
+cat >{{.BootAgain}}.new <<'{{.EOF}}'
+#!/bin/bash
+# {{.Header}}
+set -euo pipefail
+imds=http://169.254.169.254/latest
+token=$(curl -fsS --retry 10 --retry-connrefused -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 300' "$imds/api/token")
+curl -fsS --retry 10 -H "X-aws-ec2-metadata-token: $token" -o {{.UserData}} "$imds/user-data"
+if sha256sum <{{.UserData}} | cmp -s - {{.BootDone}}; then
+	exit 0
 fi
+exec /bin/bash {{.UserData}}
+{{.EOF}}
+chmod 0700 {{.BootAgain}}.new
+mv {{.BootAgain}}.new {{.BootAgain}}
 cat >/etc/systemd/system/{{.BootUnit}} <<'{{.EOF}}'
 # {{.Header}}
 [Unit]
-Description=pgha boot of {{.Node.Name}}, again, until it has succeeded once
+Description=pgha boot of {{.Node.Name}}, again, if its user data changed or its last run failed
 Wants=network-online.target
 After=network-online.target cloud-final.service
-ConditionPathExists=!{{.BootDone}}
 
 [Service]
 Type=oneshot
-ExecStart={{.BootCopy}}
+ExecStart={{.BootAgain}}
 StandardOutput=journal+console
 
 [Install]
@@ -230,6 +244,6 @@ systemctl enable {{.Unit}}
 systemctl is-active --quiet {{.Unit}} || systemctl start {{.Unit}}
 {{- end}}
 {{- end}}
-touch {{.BootDone}}
+sha256sum <"$0" >{{.BootDone}}
 report "${degraded:+degraded: $degraded}${degraded:-ok}"
 log "{{.Node.Name}} is up${degraded:+, degraded: $degraded}"
