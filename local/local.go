@@ -289,11 +289,10 @@ func Up(ctx context.Context, opts Options) (*Cluster, error) {
 	}
 	// The state file exists before anything is created, so Down can
 	// always find what to remove.
-	if err := c.update(func(*state) error { return nil }); err != nil {
+	if err := c.update(func(st *state) error { st.CheckerOptions = checker; return nil }); err != nil {
 		return nil, err
 	}
 	claimed = false // Down releases it from now on
-	c.st.CheckerOptions = checker
 	if err := c.up(ctx, checker, opts); err != nil {
 		c.logf("up failed: %v; tearing down (logs stay in %s)", err, filepath.Join(dir, "logs"))
 		if derr := c.Down(context.WithoutCancel(ctx)); derr != nil {

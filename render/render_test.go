@@ -520,3 +520,27 @@ func TestPasswordPatterns(t *testing.T) {
 		}
 	}
 }
+
+// The SSM agent (the only way in, and how the app is restarted) is
+// installed before anything that can fail for another reason: the
+// packages, the data volume, the secrets, the files.
+func TestBootInstallsTheSSMAgentFirst(t *testing.T) {
+	each(t, func(t *testing.T, p *cluster.Plan, n cluster.Node) {
+		s, err := BootScript(p, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		agent := strings.Index(s, "\nif retry 900 ssm_agent; then")
+		if agent < 0 {
+			t.Fatal("the boot script does not install the SSM agent")
+		}
+		for _, later := range []string{"retry 0 " + AptInstall, "$(secret ", "\nput /", "mkfs.ext4 ", "retry 0 read_parameter", "systemctl enable --now docker"} {
+			if i := strings.Index(s, later); i >= 0 && i < agent {
+				t.Errorf("%q comes before the SSM agent's installation", later)
+			}
+		}
+		if !strings.Contains(s, "amazon-ssm-"+n.Region+"/latest/debian_$(dpkg --print-architecture)/amazon-ssm-agent.deb") {
+			t.Errorf("the agent does not come from AWS's bucket in %s", n.Region)
+		}
+	})
+}
