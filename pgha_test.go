@@ -1163,3 +1163,105 @@ func TestUserDataIgnoresTunables(t *testing.T) {
 		}
 	}
 }
+
+// TestImageFrozen: without a pinned image, every instance's AMI comes from
+// one Custom::DebianImage per stack, which reads Debian's parameter when
+// created and has no update call; no template parameter resolves the
+// latest image at each deploy.
+func TestImageFrozen(t *testing.T) {
+	forEachConfig(t, func(t *testing.T, s *synthesized) {
+		for name, tpl := range s.templates {
+			if params, _ := tpl["Parameters"].(map[string]any); strings.Contains(toJSON(params), "AWS::EC2::Image::Id") {
+				t.Errorf("%s: a template parameter resolves an image at every deploy: %s", name, toJSON(params))
+			}
+			crs := resources(tpl, "Custom::DebianImage")
+			if len(crs) != 1 {
+				t.Errorf("%s: %d Custom::DebianImage, want 1", name, len(crs))
+			}
+			var id string
+			for k, cr := range crs {
+				id = k
+				p := toJSON(props(cr))
+				if !strings.Contains(p, `getParameter`) || !strings.Contains(p, "/aws/service/debian/release/13/latest/arm64") ||
+					!strings.Contains(p, `"Create"`) || strings.Contains(p, `"Update"`) {
+					t.Errorf("%s: %s: %s, want a create-only getParameter of Debian's image", name, k, p)
+				}
+			}
+			for iid, in := range resources(tpl, "AWS::EC2::Instance") {
+				if img := toJSON(props(in)["ImageId"]); !strings.Contains(img, id) {
+					t.Errorf("%s: %s takes its image from %s, not the frozen %s", name, iid, img, id)
+				}
+			}
+		}
+	})
+}
+
+// TestParametersAndGrants: the dynamic configuration and the app image are
+// SSM parameters the nodes may read, and each node may write its own boot
+// status, nothing else.
+func TestParametersAndGrants(t *testing.T) {
+	forEachConfig(t, func(t *testing.T, s *synthesized) {
+		cfg := s.plan.Config
+		primary := s.templates[stacks.StackName(cfg, s.plan.Primary().Name)]
+		values := map[string]string{}
+		for _, r := range resources(primary, "AWS::SSM::Parameter") {
+			name, _ := props(r)["Name"].(string)
+			values[name] = toJSON(props(r)["Value"])
+		}
+		dcs, ok := values[render.DynamicConfigParameter(cfg)]
+		if !ok || !strings.Contains(dcs, "max_connections") || !strings.Contains(dcs, "pg_hba") {
+			t.Errorf("primary: parameter %s = %s", render.DynamicConfigParameter(cfg), dcs)
+		}
+		if img, ok := values[render.AppImageParameter(cfg)]; !ok || !strings.Contains(img, "container-assets") {
+			t.Errorf("primary: parameter %s = %s", render.AppImageParameter(cfg), img)
+		}
+		for name, tpl := range s.templates {
+			policies := toJSON(resources(tpl, "AWS::IAM::Policy"))
+			for _, in := range resources(tpl, "AWS::EC2::Instance") {
+				node := strings.TrimPrefix(tag(in, "Name"), cfg.Name+"-")
+				n, ok := s.plan.Node(node)
+				if !ok {
+					t.Errorf("%s: instance named %q is not in the plan", name, node)
+					continue
+				}
+				if !strings.Contains(policies, "parameter"+render.BootStatusParameter(cfg, n)+`"`) {
+					t.Errorf("%s: %s may not write its boot status %s", name, node, render.BootStatusParameter(cfg, n))
+				}
+			}
+		}
+		for _, rp := range s.plan.Regions {
+			name := stacks.StackName(cfg, rp.Name)
+			if !rp.Witness && !strings.Contains(toJSON(resources(s.templates[name], "AWS::IAM::Policy")), "ssm:GetParametersByPath") {
+				t.Errorf("%s: the health checker may not read the boot statuses", name)
+			}
+		}
+		if !strings.Contains(toJSON(resources(primary, "AWS::IAM::Policy")), "parameter"+render.DynamicConfigParameter(cfg)) {
+			t.Error("primary: the PostgreSQL nodes may not read the dynamic configuration")
+		}
+	})
+}
+
+// TestAlarms: the leader-away and boot alarms watch the metrics the
+// health checker emits.
+func TestAlarms(t *testing.T) {
+	forEachConfig(t, func(t *testing.T, s *synthesized) {
+		for _, rp := range s.plan.Regions {
+			if rp.Witness {
+				continue
+			}
+			tpl := s.templates[stacks.StackName(s.plan.Config, rp.Name)]
+			metrics := map[string]map[string]any{}
+			for _, a := range resources(tpl, "AWS::CloudWatch::Alarm") {
+				name, _ := props(a)["MetricName"].(string)
+				metrics[name] = props(a)
+			}
+			away, boot := metrics["LeaderOutsidePrimaryRegion"], metrics["NodeBootsNotOK"]
+			if away == nil || away["EvaluationPeriods"] != float64(s.plan.Config.HealthCheck.LeaderAwayMinutes) {
+				t.Errorf("%s: leader-away alarm %v", rp.Name, away)
+			}
+			if boot == nil || boot["Threshold"] != float64(0) || boot["ComparisonOperator"] != "GreaterThanThreshold" {
+				t.Errorf("%s: boot alarm %v", rp.Name, boot)
+			}
+		}
+	})
+}

@@ -3,6 +3,7 @@ package healthcheck
 import (
 	"encoding/json"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -45,4 +46,38 @@ func decodeJSON(t *testing.T, s string) map[string]any {
 		t.Fatal(err)
 	}
 	return m
+}
+
+// A leader outside the primary region is reported and becomes a metric.
+func TestLeaderAway(t *testing.T) {
+	for _, tt := range []struct {
+		member, region string
+		away           bool
+	}{
+		{"pg2", "eu-west-3", false},
+		{"pg2", "eu-west-1", true},
+	} {
+		c := &Checker{
+			Members:       []Member{{Name: tt.member, Region: tt.region, URL: serveCaptured(t, "healthy", "pg2")}},
+			Patroni:       &PatroniClient{},
+			AppProber:     &AppProber{},
+			Store:         &MemoryStore{},
+			PrimaryRegion: "eu-west-3",
+		}
+		r, _ := c.Check(t.Context())
+		if r.LeaderAway != tt.away {
+			t.Errorf("leader in %s: LeaderAway = %v, want %v", tt.region, r.LeaderAway, tt.away)
+		}
+		var b strings.Builder
+		if err := WriteEMF(&b, "pgha", "eu-west-3", r); err != nil {
+			t.Fatal(err)
+		}
+		var doc map[string]any
+		if err := json.Unmarshal([]byte(b.String()), &doc); err != nil {
+			t.Fatal(err)
+		}
+		if want := map[bool]float64{true: 1, false: 0}[tt.away]; doc[MetricLeaderAway] != want {
+			t.Errorf("leader in %s: %s = %v, want %v", tt.region, MetricLeaderAway, doc[MetricLeaderAway], want)
+		}
+	}
 }

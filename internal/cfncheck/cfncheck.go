@@ -8,6 +8,7 @@ package cfncheck
 
 import (
 	"fmt"
+	"maps"
 	"regexp"
 	"slices"
 	"strings"
@@ -97,7 +98,7 @@ func Check(tpl map[string]any) []Problem {
 		add("Template", "description of %d bytes, over CloudFormation's 1024", len(d))
 	}
 	resources, _ := tpl["Resources"].(map[string]any)
-	for _, id := range sortedKeys(resources) {
+	for _, id := range slices.Sorted(maps.Keys(resources)) {
 		r, _ := resources[id].(map[string]any)
 		typ, _ := r["Type"].(string)
 		p, _ := r["Properties"].(map[string]any)
@@ -156,7 +157,7 @@ func Check(tpl map[string]any) []Problem {
 		}
 	}
 	outputs, _ := tpl["Outputs"].(map[string]any)
-	for _, id := range sortedKeys(outputs) {
+	for _, id := range slices.Sorted(maps.Keys(outputs)) {
 		// https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/outputs-section-structure.html
 		if !regexp.MustCompile(`^[A-Za-z0-9]{1,255}$`).MatchString(id) {
 			add("Outputs."+id, "output logical ID must be 1-255 letters and digits")
@@ -195,13 +196,4 @@ func userDataLen(v any) int {
 		return 1
 	}
 	return 0
-}
-
-func sortedKeys(m map[string]any) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }
