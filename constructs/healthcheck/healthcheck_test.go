@@ -144,10 +144,15 @@ func TestHealthCheck(t *testing.T) {
 			t.Errorf("instance condition %s, want %s", cond, want)
 		}
 	})
-	check("IAM: parameters under its own path, the health secret only", func(t *testing.T) {
+	check("IAM: parameters under its own paths, the health secret only", func(t *testing.T) {
 		for _, s := range statements(t, tmpl) {
 			res := fmt.Sprint(s["Resource"])
 			switch a := fmt.Sprint(s["Action"]); {
+			case a == "ssm:GetParametersByPath":
+				// The boot statuses, read only (render.BootStatusPath).
+				if !strings.HasSuffix(res, ":parameter/pgha/pgha/boot]]]") {
+					t.Errorf("boot status access on %s", res)
+				}
 			case strings.Contains(a, "ssm:GetParameter") || strings.Contains(a, "ssm:PutParameter"):
 				if !strings.Contains(res, ":parameter/pgha/pgha/restarts/*") {
 					t.Errorf("parameter access on %s", res)
