@@ -6,8 +6,9 @@
 # scripts-user, once per instance); its output goes to
 # /var/log/cloud-init-output.log and to the serial console (aws ec2
 # get-console-output). {{.BootUnit}} runs it again at a later boot if it
-# failed or changed, and it converges when run again. Every step that needs the network retries, waiting at
-# most a minute between tries. It never prints a password (no set -x).
+# failed or changed, and it converges when run again. Every step that needs
+# the network retries, waiting at most a minute between tries. It never
+# prints a password (no set -x).
 #
 # It reports how it went in the SSM parameter {{.StatusParameter}}
 # ("booting", "ok", "degraded: ..." or "failed: ..."), which the health
