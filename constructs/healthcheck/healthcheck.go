@@ -255,12 +255,14 @@ func (h *HealthCheck) grant(stack awscdk.Stack, logGroup awslogs.LogGroup, s hc.
 		Service: jsii.String("ssm"), Resource: jsii.String("parameter"),
 		ResourceName: jsii.String(strings.TrimPrefix(s.ParameterPath, "/") + "/*"),
 	})}, nil)
-	// GetParametersByPath is authorized on the path itself.
+	// GetParametersByPath is authorized on the path; the parameters under
+	// it are granted too, for whichever of the two IAM evaluates.
 	// https://docs.aws.amazon.com/systems-manager/latest/userguide/sysman-paramstore-access.html
-	add("BootStatuses", []string{"ssm:GetParametersByPath"}, []*string{arn(awscdk.ArnComponents{
-		Service: jsii.String("ssm"), Resource: jsii.String("parameter"),
-		ResourceName: jsii.String(strings.TrimPrefix(s.BootStatusPath, "/")),
-	})}, nil)
+	bootPath := strings.TrimPrefix(s.BootStatusPath, "/")
+	add("BootStatuses", []string{"ssm:GetParametersByPath"}, []*string{
+		arn(awscdk.ArnComponents{Service: jsii.String("ssm"), Resource: jsii.String("parameter"), ResourceName: jsii.String(bootPath)}),
+		arn(awscdk.ArnComponents{Service: jsii.String("ssm"), Resource: jsii.String("parameter"), ResourceName: jsii.String(bootPath + "/*")}),
+	}, nil)
 	// Secrets Manager appends "-" and six random characters to the name.
 	add("HealthPassword", []string{"secretsmanager:GetSecretValue"}, []*string{arn(awscdk.ArnComponents{
 		Service: jsii.String("secretsmanager"), Resource: jsii.String("secret"),
@@ -280,7 +282,7 @@ func (h *HealthCheck) grant(stack awscdk.Stack, logGroup awslogs.LogGroup, s hc.
 	}
 	reason := "Each wildcard is the narrowest its action allows: EC2 network-interface actions of a VPC Lambda take no resource ARN " +
 		"(the same as AWSLambdaVPCAccessExecutionRole); ssm:SendCommand on instance/* is limited by ssm:resourceTag conditions to " +
-		"this cluster's app instances; parameters are limited to this cluster's restart path, one per instance id; the secret ARN " +
+		"this cluster's app instances; parameters are limited to this cluster's restart path, one per instance id, and to its boot-status path (read only); the secret ARN " +
 		"ends in the six random characters Secrets Manager appends to the health secret's name."
 	cdknag.NagSuppressions_AddResourceSuppressions(h.Role, &[]*cdknag.NagPackSuppression{{
 		Id:     jsii.String("AwsSolutions-IAM5"),
@@ -289,6 +291,7 @@ func (h *HealthCheck) grant(stack awscdk.Stack, logGroup awslogs.LogGroup, s hc.
 			"Resource::*",
 			prefix("ec2") + "instance/*",
 			prefix("ssm") + "parameter" + s.ParameterPath + "/*",
+			prefix("ssm") + "parameter" + s.BootStatusPath + "/*",
 			prefix("secretsmanager") + "secret:" + s.SecretName + "-??????",
 		},
 	}}, jsii.Bool(true))
