@@ -1235,7 +1235,13 @@ func TestParametersAndGrants(t *testing.T) {
 				t.Errorf("%s: the health checker may not read the boot statuses", name)
 			}
 		}
-		if !strings.Contains(toJSON(resources(primary, "AWS::IAM::Policy")), "parameter"+render.DynamicConfigParameter(cfg)) {
+		var dcsID string
+		for id, r := range resources(primary, "AWS::SSM::Parameter") {
+			if props(r)["Name"] == render.DynamicConfigParameter(cfg) {
+				dcsID = id
+			}
+		}
+		if pol := toJSON(resources(primary, "AWS::IAM::Policy")); dcsID == "" || !strings.Contains(pol, `{"Ref":"`+dcsID+`"}`) && !strings.Contains(pol, "parameter"+render.DynamicConfigParameter(cfg)) {
 			t.Error("primary: the PostgreSQL nodes may not read the dynamic configuration")
 		}
 	})
