@@ -42,9 +42,10 @@ type Checker struct {
 	// PrimaryRegion is the region the leader belongs in. Default: "", no
 	// such check.
 	PrimaryRegion string
-	// Boots reads the nodes' boot statuses, for BootNodes. Default: nil,
-	// not checked.
-	Boots     BootReader
+	// Boots reads the nodes' boot statuses. Default: nil, not checked.
+	Boots BootReader
+	// BootNodes are the nodes whose boot status is checked
+	// (Settings.BootNodes).
 	BootNodes []string
 }
 

@@ -173,14 +173,7 @@ func (a *App) restartOnNewImage(cfg cluster.Config, image awsecrassets.DockerIma
 		}),
 	})
 	a.Restart.Node().AddDependency(a.ImageParameter)
-	region, account := "<AWS::Region>", "<AWS::AccountId>"
-	if r := stack.Region(); !*awscdk.Token_IsUnresolved(r) {
-		region = *r
-	}
-	if a := stack.Account(); !*awscdk.Token_IsUnresolved(a) {
-		account = *a
-	}
 	nag.Suppress(a.Restart, "AwsSolutions-IAM5",
 		"ssm:SendCommand on instance/* is limited by ssm:resourceTag conditions to this cluster's app instances.",
-		"Resource::arn:<AWS::Partition>:ec2:"+region+":"+account+":instance/*")
+		nag.Resource(stack, "ec2", "instance/*"))
 }

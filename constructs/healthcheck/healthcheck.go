@@ -29,6 +29,7 @@ import (
 	"github.com/cdklabs/cdk-nag-go/cdknag/v2"
 
 	"github.com/pgha/pgha/cluster"
+	"github.com/pgha/pgha/constructs/nag"
 	hc "github.com/pgha/pgha/healthcheck"
 )
 
@@ -269,17 +270,6 @@ func (h *HealthCheck) grant(stack awscdk.Stack, logGroup awslogs.LogGroup, s hc.
 		ResourceName: jsii.String(s.SecretName + "-??????"), ArnFormat: awscdk.ArnFormat_COLON_RESOURCE_NAME,
 	})}, nil)
 
-	// cdk-nag names each wildcard resource as CloudFormation would render it.
-	partition, account, region := "<AWS::Partition>", "<AWS::AccountId>", "<AWS::Region>"
-	if a := stack.Account(); !*awscdk.Token_IsUnresolved(a) {
-		account = *a
-	}
-	if r := stack.Region(); !*awscdk.Token_IsUnresolved(r) {
-		region = *r
-	}
-	prefix := func(service string) string {
-		return "Resource::arn:" + partition + ":" + service + ":" + region + ":" + account + ":"
-	}
 	reason := "Each wildcard is the narrowest its action allows: EC2 network-interface actions of a VPC Lambda take no resource ARN " +
 		"(the same as AWSLambdaVPCAccessExecutionRole); ssm:SendCommand on instance/* is limited by ssm:resourceTag conditions to " +
 		"this cluster's app instances; parameters are limited to this cluster's restart path, one per instance id, and to its boot-status path (read only); the secret ARN " +
@@ -289,10 +279,10 @@ func (h *HealthCheck) grant(stack awscdk.Stack, logGroup awslogs.LogGroup, s hc.
 		Reason: jsii.String(reason),
 		AppliesTo: &[]any{
 			"Resource::*",
-			prefix("ec2") + "instance/*",
-			prefix("ssm") + "parameter" + s.ParameterPath + "/*",
-			prefix("ssm") + "parameter" + s.BootStatusPath + "/*",
-			prefix("secretsmanager") + "secret:" + s.SecretName + "-??????",
+			nag.Resource(stack, "ec2", "instance/*"),
+			nag.Resource(stack, "ssm", "parameter"+s.ParameterPath+"/*"),
+			nag.Resource(stack, "ssm", "parameter"+s.BootStatusPath+"/*"),
+			nag.Resource(stack, "secretsmanager", "secret:"+s.SecretName+"-??????"),
 		},
 	}}, jsii.Bool(true))
 }

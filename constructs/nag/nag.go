@@ -38,3 +38,17 @@ func SuppressAwsCustomResource(stack awscdk.Stack) {
 			"Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole")
 	}
 }
+
+// Resource is how cdk-nag names a wildcard resource of stack in a finding,
+// for appliesTo: "Resource::arn:<AWS::Partition>:SERVICE:REGION:ACCOUNT:REST",
+// with the stack's region and account where they are known at synth.
+func Resource(stack awscdk.Stack, service, rest string) string {
+	region, account := "<AWS::Region>", "<AWS::AccountId>"
+	if r := stack.Region(); !*awscdk.Token_IsUnresolved(r) {
+		region = *r
+	}
+	if a := stack.Account(); !*awscdk.Token_IsUnresolved(a) {
+		account = *a
+	}
+	return "Resource::arn:<AWS::Partition>:" + service + ":" + region + ":" + account + ":" + rest
+}
