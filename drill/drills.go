@@ -106,6 +106,15 @@ var Drills = []Drill{
 		},
 	},
 	{
+		Name: "leader-reboot", Doc: "reboot the leader's system (systemd stops every unit, then it boots from its disk); it must come back as a streaming replica",
+		Targets: Targets{RTO: rdsRTO},
+		inject: func(ctx context.Context, r *runner) error {
+			err := r.fault(ctx, local.Reboot, r.leader)
+			r.healAt = time.Now() // the node is booting again: the reboot heals itself
+			return err
+		},
+	},
+	{
 		Name: "leader-freeze", Doc: "SIGSTOP the leader's host for 40 s, then SIGCONT",
 		Targets: Targets{RTO: rdsRTO},
 		inject: func(ctx context.Context, r *runner) error {

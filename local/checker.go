@@ -17,6 +17,7 @@ import (
 
 	"github.com/pgha/pgha/cluster"
 	"github.com/pgha/pgha/healthcheck"
+	"github.com/pgha/pgha/render"
 )
 
 // CheckerCommand is the pgha-local subcommand that runs one region's health
@@ -133,10 +134,9 @@ func (c *Cluster) stopCheckers(ctx context.Context) error {
 	return errors.New("a health checker still runs after SIGKILL")
 }
 
-// RestartApp restarts the app of app node name, as `systemctl restart
-// pgha-app` does on EC2: it stops every process of the node (SIGTERM, then
-// SIGKILL after a grace period) and starts the app again with the same
-// command and environment. It is the local health checker's
+// RestartApp restarts the app of app node name the way the Lambda does on
+// AWS: it runs render.AppRestartCommand, the command SSM Run Command sends,
+// as root in the node's system. It is the local health checker's
 // healthcheck.Restarter.
 func (c *Cluster) RestartApp(ctx context.Context, name string) error {
 	n, err := c.node(name)
@@ -146,25 +146,8 @@ func (c *Cluster) RestartApp(ctx context.Context, name string) error {
 	if n.Role != cluster.RoleApp {
 		return fmt.Errorf("%s is not an app node", name)
 	}
-	ls, err := c.launches(n)
-	if err != nil {
-		return err
-	}
-	if err := stopNS(ctx, nodeNS(name), stopGrace); err != nil {
-		return err
-	}
-	return c.update(func(st *state) error {
-		// A `fault heal` may have started it in the meantime.
-		if slices.ContainsFunc(st.Procs[name], proc.alive) {
-			return nil
-		}
-		ps, err := startAll(ls)
-		if err != nil {
-			return err
-		}
-		st.Procs[name] = ps
-		return nil
-	})
+	_, err = c.Exec(ctx, name, "/bin/sh", "-c", render.AppRestartCommand)
+	return err
 }
 
 // RunChecker is the health checker of one region, the body of `pgha-local

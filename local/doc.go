@@ -26,31 +26,46 @@
 // Faults act on the router side: Isolate sets a node's v-<id>, or a
 // region's r<i> on the core router, down.
 //
-// # Daemons
+// # Nodes
 //
-// render.Files and render.Dirs give each node its files at their EC2 paths;
-// the local cluster writes them under <dir>/nodes/<node>/ at those same
-// paths. Each daemon of render.Services runs in its node's namespace and in
-// a private mount namespace where the node's directories are bind-mounted
-// over the shared root filesystem, with /proc, /dev, a /dev/shm of its own
-// and /sys; it is then chrooted and runs as its service user (numeric ids
-// from the root filesystem's /etc/passwd) with a clean environment plus the
-// variables of its EnvFile. Those mounts vanish with the daemon. The app, a
-// container on EC2, runs here as a static binary in its node's namespace on
-// the host's filesystem, with render.AppEnv.
+// Every node is a Debian 13 system with systemd as PID 1, booted by
+// systemd-nspawn in the node's network namespace on its own overlay of one
+// shared, read-only node image (EnsureRootFS: debootstrap, the AMI's
+// packages and every role's, installed with the boot's own apt-get flags).
+// The overlay's upper directory is the node's disk, a PostgreSQL node's
+// data volume a directory mounted at render.DataMount; both outlive a
+// crash or a reboot of the node, until Down.
+//
+// Before the first boot, the local cluster writes into the node's disk
+// what EC2 gives an instance: cloud-init's NoCloud seed with the node's
+// user data, render.BootScript byte for byte (the bytes the CDK puts in
+// the template), its hostname, and, the local image's own, an /etc/hosts
+// that sends AWS's endpoint names to the AWS side and trust in the CA that
+// serves them. cloud-init runs the user data once per instance, as on
+// EC2; everything after that (apt-get, the secrets, the units, podman
+// pulling and running the app's image) is the boot script's and systemd's.
+//
+// The AWS side runs in a namespace of its own, pgha-aws, joined to the
+// core router: the instance metadata service (IMDS, IMDSv2 only) at
+// 169.254.169.254, Debian's moto server (SSM Parameter Store, Secrets
+// Manager, ECR, S3 on one HTTPS port) and Debian's docker-registry, to
+// which Up pushes the app's image (BuildAppImage) under the primary
+// region's ECR name. Up creates in it what the CDK stacks create on AWS:
+// the secrets and the parameters the boot reads.
 //
 // # Health checker
 //
 // Up also starts, in each region with an app, the health checker the Lambda
 // runs on AWS (healthcheck.Checker) on a timer: `pgha-local checker`
 // (RunChecker), a detached process in the root namespace, logging each
-// check to <dir>/logs/checker-<region>.log. Its restarter is RestartApp in
-// place of SSM Run Command, its memory of restarts a
-// healthcheck.MemoryStore. The app starts with the database daemons, before
-// the cluster is ready; if it gives up, the checker restarts it once the
-// cluster is.
+// check to <dir>/logs/checker-<region>.log. Its restarter, RestartApp,
+// runs render.AppRestartCommand (what SSM Run Command sends) in the app
+// node; its memory of restarts is a healthcheck.MemoryStore. The app
+// starts with the node, before the cluster is ready; if it gives up, the
+// checker restarts it once the cluster is.
 //
-// State (pids), secrets (random passwords, 0600), node data and logs live
-// in one directory, so Open, Status, Fault and Down work from another
+// Each node's console (its boot, and every unit's messages, which
+// journald copies there) is <dir>/logs/<node>.log. State (pids), secrets
+// (random passwords, 0600), node disks and logs live in one directory, so Open, Status, Fault and Down work from another
 // process than Up.
 package local

@@ -21,23 +21,31 @@ type Fault string
 
 // The faults.
 const (
-	// Kill SIGKILLs every process of a node: the host crashes and stays
-	// down until healed.
+	// Kill SIGKILLs every process of a node's system, systemd and
+	// systemd-nspawn included: the host crashes and stays down until
+	// healed, when it boots again from its disk.
 	Kill Fault = "kill"
-	// Stop SIGSTOPs every process of a node: the host hangs.
+	// Stop SIGSTOPs every process of a node's system: the host hangs.
 	Stop Fault = "stop"
 	// Cont SIGCONTs them again.
 	Cont Fault = "cont"
 	// Isolate sets the router side of a node's link, or of a region's
 	// link to the core router, down.
 	Isolate Fault = "isolate"
+	// Reboot shuts a node's system down in order (systemd stops every
+	// unit) and boots it again from its disk and data volume.
+	Reboot Fault = "reboot"
 	// Heal undoes any fault on a node or region: links up, SIGCONT, and
-	// the daemons that are not running started again (a rebooted host).
+	// a node whose system is down booted again (a crashed host powered
+	// on).
 	Heal Fault = "heal"
 )
 
 // Faults lists every fault.
-var Faults = []Fault{Kill, Stop, Cont, Isolate, Heal}
+var Faults = []Fault{Kill, Stop, Cont, Isolate, Reboot, Heal}
+
+// rebootGrace bounds a node's orderly shutdown in Reboot.
+const rebootGrace = 60 * time.Second
 
 // LeaderTarget is the target naming the current leader.
 const LeaderTarget = "leader"
@@ -100,10 +108,21 @@ func (c *Cluster) Fault(ctx context.Context, f Fault, targetName string) ([]stri
 	switch f {
 	case Kill:
 		n := t.nodes[0]
+		for _, p := range c.procs(n.Name) {
+			if p.alive() {
+				_ = syscall.Kill(p.PID, syscall.SIGKILL)
+			}
+		}
 		signalNS(nodeNS(n.Name), syscall.SIGKILL)
 		if !waitNSEmpty(ctx, nodeNS(n.Name), 10*time.Second) {
 			return names, fmt.Errorf("processes of %s still running after SIGKILL", n.Name)
 		}
+	case Reboot:
+		n := t.nodes[0]
+		if err := c.shutdownNode(ctx, n.Name, rebootGrace); err != nil {
+			return names, err
+		}
+		return names, c.restartDead(n)
 	case Stop:
 		signalNS(nodeNS(t.nodes[0].Name), syscall.SIGSTOP)
 	case Cont:

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -35,8 +36,8 @@ var ErrAlreadyUp = errors.New("a local cluster is already up in this directory (
 // readyTimeout bounds how long Up waits for the cluster to become ready.
 const readyTimeout = 4 * time.Minute
 
-// stopGrace is how long a daemon gets between SIGTERM and SIGKILL.
-const stopGrace = 15 * time.Second
+// stopGrace is how long a node gets to shut down before SIGKILL.
+const stopGrace = 20 * time.Second
 
 // Options configure Up.
 type Options struct {
@@ -49,10 +50,10 @@ type Options struct {
 	// RootFS is the Debian 13 root filesystem, built if missing. Default:
 	// DefaultRootFS.
 	RootFS string
-	// AppBinary is the hello API's static binary. Default: built from
-	// github.com/pgha/pgha/app with `CGO_ENABLED=0 go build`, which needs
-	// the working directory inside the module.
-	AppBinary string
+	// AppImage is the app's container image, pushed to the local
+	// registry. Default: built from app/ (BuildAppImage), which needs the
+	// working directory inside the module.
+	AppImage *Image
 	// Checker configures the health checker Up starts in each region that
 	// has an app.
 	Checker CheckerOptions
@@ -67,11 +68,12 @@ type Options struct {
 // state is what Open needs to find a running cluster again, kept in
 // Dir/state.json.
 type state struct {
-	Config  cluster.Config    `json:"config"`
-	RootFS  string            `json:"rootfs"`
-	LinkNet netip.Prefix      `json:"linkNet"`
-	App     string            `json:"app"`   // the app binary
-	Procs   map[string][]proc `json:"procs"` // by node name
+	Config  cluster.Config `json:"config"`
+	RootFS  string         `json:"rootfs"`
+	LinkNet netip.Prefix   `json:"linkNet"`
+	// Procs are each node's systemd-nspawn, by node name, and the AWS
+	// side's emulator, registry and metadata service under awsNS.
+	Procs map[string][]proc `json:"procs"`
 	// Checkers are the health checkers, by region, and CheckerOptions how
 	// they were started (Apply starts them again).
 	Checkers       map[string]proc `json:"checkers,omitempty"`
@@ -264,13 +266,13 @@ func Up(ctx context.Context, opts Options) (*Cluster, error) {
 		return nil, err
 	}
 	c := &Cluster{dir: dir, plan: plan, log: opts.Log, st: state{
-		Config: cfg, RootFS: opts.RootFS, LinkNet: linkNet, App: opts.AppBinary, Procs: map[string][]proc{},
+		Config: cfg, RootFS: opts.RootFS, LinkNet: linkNet, Procs: map[string][]proc{},
 	}}
-	if len(plan.ByRole(cluster.RoleApp)) > 0 && c.st.App == "" {
-		c.st.App = filepath.Join(dir, "bin", "hello")
-		c.logf("building the app into %s", c.st.App)
-		if err := build(ctx, "github.com/pgha/pgha/app", c.st.App); err != nil {
-			return nil, fmt.Errorf("build the app (run from inside the pgha module, or set Options.AppBinary): %w", err)
+	appImage := opts.AppImage
+	if len(plan.ByRole(cluster.RoleApp)) > 0 && appImage == nil {
+		c.logf("building the app's image from app/Dockerfile")
+		if appImage, err = BuildAppImage(ctx, ".", runtime.GOARCH); err != nil {
+			return nil, fmt.Errorf("build the app's image (run from inside the pgha module, or set Options.AppImage): %w", err)
 		}
 	}
 	checker := opts.Checker
@@ -280,9 +282,10 @@ func Up(ctx context.Context, opts Options) (*Cluster, error) {
 	if checker.Interval <= 0 {
 		checker.Interval = DefaultCheckerInterval
 	}
-	if !checker.Disabled && checker.Binary == "" {
+	// pgha-local serves the metadata service and runs the health checkers.
+	if checker.Binary == "" {
 		checker.Binary = filepath.Join(dir, "bin", "pgha-local")
-		c.logf("building pgha-local into %s for the health checker", checker.Binary)
+		c.logf("building pgha-local into %s", checker.Binary)
 		if err := build(ctx, "github.com/pgha/pgha/cmd/pgha-local", checker.Binary); err != nil {
 			return nil, fmt.Errorf("build pgha-local (run from inside the pgha module, or set Options.Checker.Binary): %w", err)
 		}
@@ -293,7 +296,7 @@ func Up(ctx context.Context, opts Options) (*Cluster, error) {
 		return nil, err
 	}
 	claimed = false // Down releases it from now on
-	if err := c.up(ctx, checker, opts); err != nil {
+	if err := c.up(ctx, checker, opts, appImage); err != nil {
 		c.logf("up failed: %v; tearing down (logs stay in %s)", err, filepath.Join(dir, "logs"))
 		if derr := c.Down(context.WithoutCancel(ctx)); derr != nil {
 			err = errors.Join(err, fmt.Errorf("tear down: %w", derr))
@@ -325,13 +328,16 @@ func startOrder(p *cluster.Plan, first string) []cluster.Node {
 	return out
 }
 
-func (c *Cluster) up(ctx context.Context, checker CheckerOptions, opts Options) error {
+func (c *Cluster) up(ctx context.Context, checker CheckerOptions, opts Options, appImage *Image) error {
 	start := time.Now()
 	if err := c.writeSecrets(); err != nil {
 		return err
 	}
 	c.logf("creating %d network namespaces (link net %s)", len(c.net().namespaces()), c.st.LinkNet)
 	if err := c.net().create(ctx); err != nil {
+		return err
+	}
+	if err := c.startAWS(ctx, checker.Binary, appImage); err != nil {
 		return err
 	}
 	for _, n := range c.plan.Nodes {
@@ -364,7 +370,7 @@ func (c *Cluster) up(ctx context.Context, checker CheckerOptions, opts Options) 
 		stop := c.watchCheckers(start)
 		defer stop()
 	}
-	c.logf("daemons started; waiting for a leader, streaming replicas, a write through HAProxy and the app")
+	c.logf("nodes booting; waiting for a leader, streaming replicas, a write through HAProxy and the app")
 	rctx, cancel := context.WithTimeout(ctx, readyTimeout)
 	defer cancel()
 	return c.WaitReady(rctx)
@@ -373,12 +379,15 @@ func (c *Cluster) up(ctx context.Context, checker CheckerOptions, opts Options) 
 // preflight checks what Up needs from the machine.
 func preflight() error {
 	if os.Geteuid() != 0 {
-		return errors.New("the local cluster needs root (network namespaces, mounts, chroot): run it with sudo")
+		return errors.New("the local cluster needs root (network namespaces, mounts, systemd-nspawn): run it with sudo")
 	}
-	for _, tool := range []string{"ip", "unshare", "chroot", "mount"} {
+	for _, tool := range []string{"ip", "unshare", "chroot", "nsenter"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			return fmt.Errorf("%s not found on PATH", tool)
 		}
+	}
+	if _, err := exec.LookPath("systemd-nspawn"); err != nil {
+		return errors.New("systemd-nspawn not found: install it with `apt-get install systemd-container` (make deps does)")
 	}
 	return nil
 }
@@ -424,32 +433,50 @@ func (c *Cluster) Secret(s cluster.Secret) (string, error) {
 	return strings.TrimSpace(string(b)), nil
 }
 
-// Down stops every daemon, deletes the namespaces (and with them the
-// veths and routes) and removes node data, secrets and state. The logs stay
-// in Dir/logs. It is safe on a cluster that is half up or already down.
+// Down shuts every node down, stops the AWS side, deletes the namespaces
+// (and with them the veths and routes), unmounts the nodes' disks and
+// removes them with the secrets and state. The logs stay in Dir/logs. It
+// is safe on a cluster that is half up or already down.
 func (c *Cluster) Down(ctx context.Context) error {
 	var errs []error
 	// The health checkers first: they would restart the app.
 	c.logf("stopping the health checkers")
 	errs = append(errs, c.stopCheckers(ctx))
-	c.logf("stopping the daemons")
+	c.logf("shutting the nodes down")
 	var front, etcd []string
 	for _, n := range c.plan.Nodes {
 		if n.Role == cluster.RoleEtcd {
-			etcd = append(etcd, nodeNS(n.Name))
+			etcd = append(etcd, n.Name)
 		} else {
-			front = append(front, nodeNS(n.Name))
+			front = append(front, n.Name)
 		}
 	}
 	// Patroni releases its leader key on the way out: keep etcd up until
 	// the PostgreSQL nodes are gone.
-	errs = append(errs, stopAll(ctx, front, stopGrace), stopAll(ctx, etcd, stopGrace))
+	errs = append(errs, c.shutdownAll(ctx, front), c.shutdownAll(ctx, etcd))
+	c.logf("stopping the AWS side")
+	errs = append(errs, c.stopAWS(ctx))
 	c.logf("removing the network namespaces")
 	errs = append(errs, c.net().destroy(ctx))
-	for _, sub := range []string{"nodes", "secrets", "bin", "state.json", "state.lock"} {
+	for _, n := range c.plan.Nodes {
+		errs = append(errs, unmountOverlay(c.nodeDir(n.Name)))
+	}
+	errs = append(errs, unmountOverlay(c.awsDir()))
+	for _, sub := range []string{"nodes", "aws", "secrets", "bin", "state.json", "state.lock"} {
 		errs = append(errs, os.RemoveAll(filepath.Join(c.dir, sub)))
 	}
 	errs = append(errs, release(c.dir))
+	return errors.Join(errs...)
+}
+
+// shutdownAll shuts several nodes down in parallel.
+func (c *Cluster) shutdownAll(ctx context.Context, nodes []string) error {
+	var wg sync.WaitGroup
+	errs := make([]error, len(nodes))
+	for i, n := range nodes {
+		wg.Go(func() { errs[i] = c.shutdownNode(ctx, n, stopGrace) })
+	}
+	wg.Wait()
 	return errors.Join(errs...)
 }
 

@@ -263,32 +263,3 @@ func TestReplicationReady(t *testing.T) {
 		})
 	}
 }
-
-func TestNodeBinds(t *testing.T) {
-	p := defaultPlan(t)
-	pg, _ := p.Node("euw3-pg1")
-	got := nodeBinds(pg, nil)
-	for _, want := range []string{"/etc/patroni", "/etc/pgha", "/run", "/tmp", "/var/lib/postgresql", "/var/log/postgresql"} {
-		if !slices.Contains(got, want) {
-			t.Errorf("nodeBinds(euw3-pg1) = %v, missing %s", got, want)
-		}
-	}
-	// /run/postgresql is inside /run: one bind covers both.
-	if slices.Contains(got, "/run/postgresql") {
-		t.Errorf("nodeBinds(euw3-pg1) = %v binds /run/postgresql inside /run", got)
-	}
-}
-
-func TestReadEnvFile(t *testing.T) {
-	p := t.TempDir() + "/env"
-	if err := writeFile(p, []byte("# comment\nA=1\n\nB=x=y\n"), 0o600, account{uid: -1, gid: -1}); err != nil {
-		t.Fatal(err)
-	}
-	env, err := readEnvFile(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !reflect.DeepEqual(env, map[string]string{"A": "1", "B": "x=y"}) {
-		t.Errorf("readEnvFile = %v", env)
-	}
-}

@@ -148,7 +148,7 @@ type network struct {
 // namespaces lists every namespace of the network: routers first, then
 // nodes.
 func (n network) namespaces() []string {
-	out := []string{coreNS}
+	out := []string{coreNS, awsNS}
 	for _, r := range n.plan.Regions {
 		out = append(out, regionNS(r.Name))
 	}
@@ -213,6 +213,7 @@ func (n network) create(ctx context.Context) error {
 			[]string{"-n", nns, "route", "add", "default", "via", gateway(node.Subnet).Addr().String()},
 		)
 	}
+	steps = append(steps, n.awsSteps()...)
 	for _, r := range n.plan.Regions {
 		if err := enableForwarding(ctx, regionNS(r.Name)); err != nil {
 			return err

@@ -1,137 +1,152 @@
 package local
 
 import (
+	"bytes"
+	"context"
+	"errors"
 	"fmt"
-	"maps"
 	"os"
 	"os/exec"
-	"path"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/pgha/pgha/cluster"
 	"github.com/pgha/pgha/render"
 )
 
-// privateDirs are directories every node gets its own copy of, besides
-// those render.Dirs and render.Files name: scratch space and runtime state
-// that nodes sharing one root filesystem must not share.
-var privateDirs = []string{"/run", "/tmp"}
+// Every node is a Debian 13 system booted by systemd-nspawn, with systemd
+// as PID 1, on its own overlay of the node image (nodeDir/upper is its
+// disk, kept until Down), in its network namespace. cloud-init finds the
+// node's user data, render.BootScript byte for byte, in a NoCloud seed
+// and runs it on the first boot, once per instance, as on EC2. A
+// PostgreSQL node's data volume is nodeDir/volume, mounted at
+// render.DataMount.
+//
+// systemd-nspawn runs in the root namespace (ip netns exec would hide
+// the cgroup mounts it needs) and joins the node's network namespace;
+// every process of the node's system is in that namespace.
 
-// nodeBinds returns the directories of node n that are mounted over the
-// shared root filesystem: render.Dirs, the parents of render.Files and
-// privateDirs, without those already inside another, sorted.
-func nodeBinds(n cluster.Node, files []render.File) []string {
-	var dirs []string
-	for _, d := range render.Dirs(n) {
-		dirs = append(dirs, d.Path)
-	}
-	for _, f := range files {
-		dirs = append(dirs, path.Dir(f.Path))
-	}
-	dirs = append(dirs, privateDirs...)
-	slices.Sort(dirs)
-	dirs = slices.Compact(dirs)
-	var out []string
-	for _, d := range dirs {
-		inside := slices.ContainsFunc(out, func(p string) bool { return strings.HasPrefix(d, p+"/") })
-		if !inside {
-			out = append(out, d)
+// nodeService is the one proc recorded per node: its systemd-nspawn.
+const nodeService = "node"
+
+// mountOverlay mounts, at dir/root, an overlay of lower with dir/upper and
+// dir/work, unless it is mounted already.
+func mountOverlay(lower, dir string) error {
+	root := filepath.Join(dir, "root")
+	for _, d := range []string{root, filepath.Join(dir, "upper"), filepath.Join(dir, "work")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return err
 		}
 	}
-	return out
+	if isMount(root) {
+		return nil
+	}
+	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", lower, filepath.Join(dir, "upper"), filepath.Join(dir, "work"))
+	if err := unix.Mount("overlay", root, "overlay", 0, opts); err != nil {
+		return fmt.Errorf("mount the overlay %s: %w", root, err)
+	}
+	return nil
 }
 
-// prepareNode writes node n's own directories and files under its node
-// directory, at the paths render gives them on EC2, plus the secrets its
-// services read.
+// isMount reports whether p is a mount point.
+func isMount(p string) bool {
+	var st, parent syscall.Stat_t
+	if syscall.Stat(p, &st) != nil || syscall.Stat(filepath.Dir(p), &parent) != nil {
+		return false
+	}
+	return st.Dev != parent.Dev
+}
+
+// unmountOverlay unmounts dir/root when it is mounted.
+func unmountOverlay(dir string) error {
+	root := filepath.Join(dir, "root")
+	if !isMount(root) {
+		return nil
+	}
+	if err := unix.Unmount(root, 0); err != nil {
+		// A process that still holds it goes away soon after.
+		if err := unix.Unmount(root, unix.MNT_DETACH); err != nil {
+			return fmt.Errorf("unmount %s: %w", root, err)
+		}
+	}
+	return nil
+}
+
+func (c *Cluster) nodeRoot(node string) string { return filepath.Join(c.nodeDir(node), "root") }
+
+// nodeVolume is a PostgreSQL node's data volume (EC2: its EBS volume).
+func (c *Cluster) nodeVolume(node string) string { return filepath.Join(c.nodeDir(node), "volume") }
+
+// seedDir is cloud-init's NoCloud seed in a node's root.
+const seedDir = "/var/lib/cloud/seed/nocloud"
+
+// instanceID is node n's EC2-style instance ID.
+func instanceID(n cluster.Node) string { return "i-pgha" + strings.ReplaceAll(n.Name, "-", "") }
+
+// caBundle is the system's CA bundle (Debian's ca-certificates), which
+// curl, the AWS CLI and podman read.
+const caBundle = "/etc/ssl/certs/ca-certificates.crt"
+
+// prepareNode mounts node n's disk and writes into it what EC2 gives an
+// instance before its first boot: the user data (as cloud-init's seed),
+// its hostname, and (the local image's own) the names of AWS's endpoints
+// and trust in the cluster CA that serves them.
 func (c *Cluster) prepareNode(n cluster.Node) error {
-	users, err := readPasswd(c.st.RootFS)
+	dir := c.nodeDir(n.Name)
+	if err := mountOverlay(c.st.RootFS, dir); err != nil {
+		return err
+	}
+	root := c.nodeRoot(n.Name)
+	userData, err := render.BootScript(c.plan, n)
 	if err != nil {
 		return err
 	}
-	owner := func(name string) (account, error) {
-		a, ok := users[name]
+	meta := fmt.Sprintf("instance-id: %s\nlocal-hostname: %s\n", instanceID(n), n.Name)
+	ca, err := os.ReadFile(c.tls().CA)
+	if err != nil {
+		return err
+	}
+	bundle, err := os.ReadFile(filepath.Join(c.st.RootFS, caBundle))
+	if err != nil {
+		return err
+	}
+	hosts := fmt.Sprintf("127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n%s %s\n", n.IP, n.Name) +
+		awsHosts(c.plan, c.st.LinkNet)
+	for _, f := range []struct {
+		path    string
+		content []byte
+		mode    os.FileMode
+	}{
+		{seedDir + "/meta-data", []byte(meta), 0o600},
+		{seedDir + "/user-data", []byte(userData), 0o600},
+		{"/etc/hostname", []byte(n.Name + "\n"), 0o644},
+		{"/etc/hosts", []byte(hosts), 0o644},
+		{"/usr/local/share/ca-certificates/pgha-local-aws.crt", ca, 0o644},
+		{caBundle, append(bundle, ca...), 0o644},
+	} {
+		if err := writeFile(filepath.Join(root, f.path), f.content, f.mode, account{}); err != nil {
+			return err
+		}
+	}
+	if n.Role == cluster.RolePostgres {
+		users, err := readPasswd(c.st.RootFS)
+		if err != nil {
+			return err
+		}
+		pg, ok := users["postgres"]
 		if !ok {
-			return account{}, fmt.Errorf("user %s not in %s/etc/passwd", name, c.st.RootFS)
+			return fmt.Errorf("no user postgres in %s/etc/passwd", c.st.RootFS)
 		}
-		return a, nil
-	}
-	base := c.nodeDir(n.Name)
-	var files []render.File
-	if n.Role != cluster.RoleApp {
-		if files, err = c.nodeFiles(n); err != nil {
+		if err := os.MkdirAll(c.nodeVolume(n.Name), 0o755); err != nil {
 			return err
 		}
-	}
-	for _, d := range nodeBinds(n, files) {
-		// The shared root needs a mount point; /etc directories start
-		// as a copy of the package's (haproxy's errors/, for instance).
-		rootDir := filepath.Join(c.st.RootFS, d)
-		if err := os.MkdirAll(rootDir, 0o755); err != nil {
-			return err
-		}
-		own := filepath.Join(base, d)
-		if err := os.MkdirAll(own, 0o755); err != nil {
-			return err
-		}
-		if strings.HasPrefix(d, "/etc/") {
-			if out, err := exec.Command("cp", "-a", rootDir+"/.", own+"/").CombinedOutput(); err != nil {
-				return fmt.Errorf("copy %s: %w: %s", rootDir, err, out)
-			}
-		}
-		if d == "/tmp" {
-			if err := os.Chmod(own, 0o1777); err != nil {
-				return err
-			}
-		}
-	}
-	for _, d := range render.Dirs(n) {
-		a, err := owner(d.Owner)
-		if err != nil {
-			return err
-		}
-		p := filepath.Join(base, d.Path)
-		if err := os.MkdirAll(p, 0o755); err != nil {
-			return err
-		}
-		if err := os.Chown(p, a.uid, a.gid); err != nil {
-			return err
-		}
-		if err := os.Chmod(p, d.Mode); err != nil {
-			return err
-		}
-	}
-	for _, f := range files {
-		a, err := owner(f.Owner)
-		if err != nil {
-			return err
-		}
-		if err := writeFile(filepath.Join(base, f.Path), []byte(f.Content), f.Mode, a); err != nil {
-			return err
-		}
-	}
-	// What the boot script fetches from Secrets Manager on EC2.
-	if vars := render.SecretEnv(n.Role); len(vars) > 0 {
-		var b strings.Builder
-		for _, v := range vars {
-			pw, err := c.Secret(v.Secret)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(&b, "%s=%s\n", v.Name, pw)
-		}
-		if err := writeFile(filepath.Join(base, render.EnvFile), []byte(b.String()), 0o600, account{}); err != nil {
-			return err
-		}
-	}
-	if n.Role == cluster.RoleApp {
-		pw, err := c.Secret(cluster.SecretApp)
-		if err != nil {
-			return err
-		}
-		if err := writeFile(filepath.Join(base, render.AppPasswordFile), []byte(pw), 0o600, account{}); err != nil {
+		if err := os.Chown(c.nodeVolume(n.Name), pg.uid, pg.gid); err != nil {
 			return err
 		}
 	}
@@ -151,171 +166,163 @@ func writeFile(p string, content []byte, mode os.FileMode, a account) error {
 	return os.Chown(p, a.uid, a.gid)
 }
 
-// nodeFiles are the files node n gets on EC2: those its boot script
-// carries, and those it fetches from Parameter Store.
-func (c *Cluster) nodeFiles(n cluster.Node) ([]render.File, error) {
-	files, err := render.Files(c.plan, n)
-	if err != nil {
-		return nil, err
+// bootLaunch is how node n boots: systemd-nspawn with systemd as PID 1,
+// its console (where journald copies every unit's messages) appended to
+// logs/NODE.log.
+func (c *Cluster) bootLaunch(n cluster.Node) launch {
+	argv := []string{"systemd-nspawn", "--quiet", "--boot",
+		"--directory=" + c.nodeRoot(n.Name), "--machine=" + n.Name,
+		// No systemd on the host to register with or to run a scope.
+		"--register=no", "--keep-unit",
+		"--network-namespace-path=/run/netns/" + nodeNS(n.Name),
+		// /etc/hosts and the seed say what EC2 would: nothing of the host's.
+		"--resolv-conf=off", "--timezone=off", "--link-journal=no",
+		"--setenv=SYSTEMD_COLORS=0",
 	}
-	fetched, err := render.Fetched(c.plan, n)
-	if err != nil {
-		return nil, err
+	if n.Role == cluster.RolePostgres {
+		argv = append(argv, "--bind="+c.nodeVolume(n.Name)+":"+render.DataMount)
 	}
-	for _, f := range fetched {
-		files = append(files, f.File)
+	return launch{
+		service: nodeService, argv: argv,
+		env:     []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"},
+		logFile: c.nodeLog(n.Name),
 	}
-	return files, nil
 }
 
-// launches returns how to start each daemon of node n: render.Services'
-// commands in the shared root with the node's own directories, except the
-// app, which runs on the host's filesystem (it is a container on EC2).
-func (c *Cluster) launches(n cluster.Node) ([]launch, error) {
-	ns := nodeNS(n.Name)
-	base := c.nodeDir(n.Name)
-	logFile := func(service string) string {
-		return filepath.Join(c.dir, "logs", n.Name+"-"+service+".log")
+// nodeLog is node n's console: its boot and every unit's messages.
+func (c *Cluster) nodeLog(node string) string {
+	return filepath.Join(c.dir, "logs", node+".log")
+}
+
+// startNode boots node n and records its systemd-nspawn.
+func (c *Cluster) startNode(n cluster.Node) error {
+	p, err := c.bootLaunch(n).start()
+	if err != nil {
+		return err
 	}
-	if n.Role == cluster.RoleApp {
-		env := render.AppEnv(c.plan, n)
-		env = maps.Clone(env)
-		if env == nil {
-			env = map[string]string{}
+	return c.update(func(st *state) error {
+		st.Procs[n.Name] = []proc{p}
+		return nil
+	})
+}
+
+// nodeUp reports whether node n's system runs (its systemd-nspawn lives).
+func nodeUp(st state, node string) bool {
+	return slices.ContainsFunc(st.Procs[node], proc.alive)
+}
+
+// restartDead boots node n again when its system is not running, as a
+// crashed host that is powered on again: from the same disk and volume.
+// It looks and starts under the state's lock.
+func (c *Cluster) restartDead(n cluster.Node) error {
+	return c.update(func(st *state) error {
+		if nodeUp(*st, n.Name) {
+			return nil
 		}
-		env["DATABASE_PASSWORD_FILE"] = filepath.Join(base, render.AppPasswordFile)
-		return []launch{{
-			service: "app", ns: ns, argv: []string{c.st.App},
-			env: append([]string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}, envList(env)...), logFile: logFile("app"),
-		}}, nil
+		// What a killed system left (it should be nothing).
+		signalNS(nodeNS(n.Name), syscall.SIGKILL)
+		waitNSEmpty(context.Background(), nodeNS(n.Name), 10*time.Second)
+		c.logf("booting %s", n.Name)
+		p, err := c.bootLaunch(n).start()
+		if err != nil {
+			return err
+		}
+		st.Procs[n.Name] = []proc{p}
+		return nil
+	})
+}
+
+// shutdownNode shuts node n's system down in order (systemd-nspawn passes
+// SIGTERM on to systemd as a power-off request), killing what is left
+// after grace.
+func (c *Cluster) shutdownNode(ctx context.Context, name string, grace time.Duration) error {
+	ps := c.procs(name)
+	for _, p := range ps {
+		if p.alive() {
+			_ = syscall.Kill(p.PID, syscall.SIGTERM)
+		}
 	}
-	users, err := readPasswd(c.st.RootFS)
+	signalNS(nodeNS(name), syscall.SIGCONT) // a frozen node cannot shut down
+	deadline := time.Now().Add(grace)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		if !slices.ContainsFunc(ps, proc.alive) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for _, p := range ps {
+		if p.alive() {
+			_ = syscall.Kill(p.PID, syscall.SIGKILL)
+		}
+	}
+	signalNS(nodeNS(name), syscall.SIGKILL)
+	if !waitNSEmpty(context.WithoutCancel(ctx), nodeNS(name), 10*time.Second) {
+		return fmt.Errorf("processes %v still in %s after SIGKILL", nsPIDs(nodeNS(name)), nodeNS(name))
+	}
+	return nil
+}
+
+// nodeInit returns the pid, in the root namespace, of node n's systemd:
+// the child of its systemd-nspawn.
+func (c *Cluster) nodeInit(name string) (int, error) {
+	for _, p := range c.procs(name) {
+		if !p.alive() {
+			continue
+		}
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", p.PID, p.PID))
+		if err != nil {
+			return 0, err
+		}
+		for _, f := range strings.Fields(string(b)) {
+			if pid, err := strconv.Atoi(f); err == nil {
+				return pid, nil
+			}
+		}
+	}
+	return 0, fmt.Errorf("%s is not running", name)
+}
+
+// Exec runs argv inside node name's system (all its namespaces, as root)
+// and returns its combined output: `systemctl is-active pgha-patroni`,
+// `journalctl -u haproxy`.
+func (c *Cluster) Exec(ctx context.Context, name string, argv ...string) ([]byte, error) {
+	if _, err := c.node(name); err != nil {
+		return nil, err
+	}
+	pid, err := c.nodeInit(name)
 	if err != nil {
 		return nil, err
 	}
-	files, err := c.nodeFiles(n)
+	args := append([]string{"--target", strconv.Itoa(pid), "--all", "--"}, argv...)
+	cmd := exec.CommandContext(ctx, "nsenter", args...)
+	cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8", "HOME=/root"}
+	cmd.WaitDelay = 5 * time.Second
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return out, fmt.Errorf("%s on %s: %w: %s", strings.Join(argv, " "), name, err, bytes.TrimSpace(out))
+	}
+	return out, nil
+}
+
+// UnitsActive reports, for each of node name's render.Services units,
+// whether systemd has it active.
+func (c *Cluster) UnitsActive(ctx context.Context, name string) (map[string]bool, error) {
+	n, err := c.node(name)
 	if err != nil {
 		return nil, err
-	}
-	var binds [][2]string
-	for _, d := range nodeBinds(n, files) {
-		binds = append(binds, [2]string{filepath.Join(base, d), d})
 	}
 	svcs, err := render.Services(c.plan, n)
 	if err != nil {
 		return nil, err
 	}
-	var out []launch
+	out := map[string]bool{}
 	for _, s := range svcs {
-		a, ok := users[s.User]
-		if !ok {
-			return nil, fmt.Errorf("%s: user %s not in the root filesystem", s.Unit, s.User)
+		_, err := c.Exec(ctx, name, "systemctl", "is-active", "--quiet", s.Unit)
+		var exit *exec.ExitError
+		if err != nil && !errors.As(err, &exit) {
+			return nil, err
 		}
-		env := map[string]string{}
-		if s.EnvFile != "" {
-			if env, err = readEnvFile(filepath.Join(base, s.EnvFile)); err != nil {
-				return nil, err
-			}
-		}
-		// The environment systemd gives a unit with User=.
-		env["PATH"] = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-		env["HOME"] = a.home
-		env["USER"] = s.User
-		env["LOGNAME"] = s.User
-		env["LANG"] = "C.UTF-8"
-		name := strings.TrimSuffix(strings.TrimPrefix(s.Unit, "pgha-"), ".service")
-		out = append(out, launch{
-			service: name, ns: ns, rootfs: c.st.RootFS, binds: binds,
-			uid: a.uid, gid: a.gid, env: envList(env), argv: s.Command, logFile: logFile(name),
-		})
+		out[s.Unit] = err == nil
 	}
 	return out, nil
-}
-
-func envList(env map[string]string) []string {
-	var out []string
-	for _, k := range slices.Sorted(maps.Keys(env)) {
-		out = append(out, k+"="+env[k])
-	}
-	return out
-}
-
-// readEnvFile reads a systemd EnvironmentFile of plain KEY=value lines.
-func readEnvFile(p string) (map[string]string, error) {
-	b, err := os.ReadFile(p)
-	if err != nil {
-		return nil, err
-	}
-	env := map[string]string{}
-	for _, line := range strings.Split(string(b), "\n") {
-		line = strings.TrimSpace(line)
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		k, v, ok := strings.Cut(line, "=")
-		if !ok {
-			return nil, fmt.Errorf("%s: not KEY=value: %q", p, line)
-		}
-		env[k] = v
-	}
-	return env, nil
-}
-
-// startNode starts every daemon of node n and records them.
-func (c *Cluster) startNode(n cluster.Node) error {
-	ls, err := c.launches(n)
-	if err != nil {
-		return err
-	}
-	ps, err := startAll(ls)
-	if err != nil {
-		return err
-	}
-	return c.update(func(st *state) error {
-		st.Procs[n.Name] = ps
-		return nil
-	})
-}
-
-// startAll starts every launch, in order.
-func startAll(ls []launch) ([]proc, error) {
-	var ps []proc
-	for _, l := range ls {
-		p, err := l.start()
-		if err != nil {
-			return ps, err
-		}
-		ps = append(ps, p)
-	}
-	return ps, nil
-}
-
-// restartDead starts again the daemons of node n that are not running, as
-// systemd would on a host that reboots. It looks and starts under the
-// state's lock, so that it and the health checker do not both start the
-// app.
-func (c *Cluster) restartDead(n cluster.Node) error {
-	ls, err := c.launches(n)
-	if err != nil {
-		return err
-	}
-	return c.update(func(st *state) error {
-		old := st.Procs[n.Name]
-		var ps []proc
-		for _, l := range ls {
-			i := slices.IndexFunc(old, func(p proc) bool { return p.Service == l.service })
-			if i >= 0 && old[i].alive() {
-				ps = append(ps, old[i])
-				continue
-			}
-			c.logf("starting %s on %s", l.service, n.Name)
-			p, err := l.start()
-			if err != nil {
-				return err
-			}
-			ps = append(ps, p)
-		}
-		st.Procs[n.Name] = ps
-		return nil
-	})
 }

@@ -261,3 +261,16 @@ func readPasswd(rootfs string) (map[string]account, error) {
 	}
 	return users, sc.Err()
 }
+
+// startAll starts every launch, in order.
+func startAll(ls []launch) ([]proc, error) {
+	var ps []proc
+	for _, l := range ls {
+		p, err := l.start()
+		if err != nil {
+			return ps, err
+		}
+		ps = append(ps, p)
+	}
+	return ps, nil
+}

@@ -33,7 +33,26 @@ var packages = map[cluster.Role][]string{
 	cluster.RolePostgres: {"postgresql-17", "patroni", "python3-etcd", "etcd-client", "awscli"},
 	cluster.RoleEtcd:     {"etcd-server", "etcd-client"},
 	cluster.RoleHAProxy:  {"haproxy"},
-	cluster.RoleApp:      {"docker.io", "docker-cli", "awscli"},
+	// podman: daemonless, so the app's unit is the only one; the local
+	// cluster runs the same unit in a node container.
+	cluster.RoleApp: {"podman", "awscli"},
+}
+
+// AMIPackages is what Debian's official Debian 13 EC2 AMI has, besides
+// debootstrap's minbase, that a node's scripts may use without installing
+// it: a subset of the image's FAI package classes in debian-cloud-images
+// (https://salsa.debian.org/cloud-team/debian-cloud-images/-/tree/master/config_space/13/package_config),
+// installed without their recommends. The packages test and the local
+// cluster's node image start from it. A program from a package not listed
+// here must come from the role's own Packages.
+var AMIPackages = []string{
+	// SYSTEM_BOOT: the init system, device manager and tools the boot uses.
+	"systemd", "systemd-sysv", "udev", "kmod", "e2fsprogs", "util-linux", "sudo",
+	// EXTRAS.
+	"curl", "ca-certificates",
+	// EC2: the AWS CLI, cloud-init (which runs the user data; it brings
+	// python3), growpart and the EBS NVMe device names.
+	"awscli", "cloud-init", "python3", "cloud-guest-utils", "amazon-ec2-utils",
 }
 
 var bootTmpl = parse("templates/boot.sh")

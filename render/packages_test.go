@@ -52,25 +52,9 @@ func TestEveryProgramIsInstalled(t *testing.T) {
 	}
 }
 
-// amiBase is what Debian's official Debian 13 EC2 AMI has, besides
-// debootstrap's minbase, that a node's scripts may use without installing
-// it: a subset of the image's FAI package classes in debian-cloud-images
-// (https://salsa.debian.org/cloud-team/debian-cloud-images/-/tree/master/config_space/13/package_config),
-// installed without their recommends. A program from a package not listed
-// here must come from the role's own Packages.
-var amiBase = []string{
-	// SYSTEM_BOOT: the init system, device manager and tools the boot uses.
-	"systemd", "systemd-sysv", "udev", "kmod", "e2fsprogs", "util-linux", "sudo",
-	// EXTRAS.
-	"curl", "ca-certificates",
-	// EC2: the AWS CLI, cloud-init (which runs the user data; it brings
-	// python3), growpart and the EBS NVMe device names.
-	"awscli", "cloud-init", "python3", "cloud-guest-utils", "amazon-ec2-utils",
-}
-
 const (
 	// amiBaseRoot caches the base: debootstrap --variant=minbase plus
-	// amiBase. It is rebuilt when amiBase changes (amiBaseStamp holds the
+	// AMIPackages. It is rebuilt when AMIPackages changes (amiBaseStamp holds the
 	// list it was built with).
 	amiBaseRoot  = "/var/cache/pgha/rootfs/trixie-ami-base"
 	amiBaseStamp = "/.pgha-ami-base"
@@ -96,7 +80,7 @@ Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 `
 
 // ensureAMIBase returns amiBaseRoot, building it first if it is missing or
-// was built from another amiBase (into a .tmp directory, then renamed,
+// was built from another AMIPackages (into a .tmp directory, then renamed,
 // under an exclusive lock). The test then holds a shared lock, so that no
 // other run rebuilds the base under its overlays.
 func ensureAMIBase(t *testing.T) string {
@@ -110,7 +94,7 @@ func ensureAMIBase(t *testing.T) string {
 	}
 	t.Cleanup(func() { lock.Close() })
 	flock(t, lock, syscall.LOCK_EX)
-	want := strings.Join(amiBase, " ") + "\n"
+	want := strings.Join(AMIPackages, " ") + "\n"
 	if got, err := os.ReadFile(amiBaseRoot + amiBaseStamp); err != nil || string(got) != want {
 		buildAMIBase(t, want)
 	}
@@ -161,7 +145,7 @@ func buildAMIBase(t *testing.T, stamp string) {
 	var m mounts
 	err := m.chrootFS(tmp)
 	if err == nil {
-		err = aptInstall(tmp, amiBase)
+		err = aptInstall(tmp, AMIPackages)
 	}
 	if uerr := m.unmountAll(); err == nil {
 		err = uerr

@@ -37,7 +37,7 @@ const (
 	// AppPasswordFile holds the app role's password, readable only by the
 	// app container's uid (AppUID).
 	AppPasswordFile = "/etc/pgha/app-db-password"
-	// ECRLoginScript logs docker in to the app image's ECR registry.
+	// ECRLoginScript logs podman in to the app image's ECR registry.
 	ECRLoginScript = "/usr/local/lib/pgha/ecr-login"
 	// AppRunScript runs the app's container (AppRun).
 	AppRunScript = "/usr/local/lib/pgha/app-run"
@@ -72,7 +72,7 @@ const (
 	AppUID = 65532
 	// UnitDir is where pgha's systemd units go.
 	UnitDir = "/etc/systemd/system"
-	// AppContainer is the app container's name under docker.
+	// AppContainer is the app container's name under podman.
 	AppContainer = "pgha-app"
 )
 

@@ -114,9 +114,8 @@ func Services(p *cluster.Plan, n cluster.Node) ([]Service, error) {
 			User:        "root",
 			Command:     []string{AppRunScript},
 			unit: unitOptions{
-				After:    []string{"network-online.target", "docker.service"},
-				Requires: []string{"docker.service"},
-				Stop:     []string{"/usr/bin/docker", "stop", AppContainer},
+				After: []string{"network-online.target"},
+				Stop:  []string{"/usr/bin/podman", "stop", AppContainer},
 			},
 		}}, nil
 	}
@@ -130,8 +129,9 @@ var appRunTmpl = parse("templates/app-run.sh")
 func AppRun(p *cluster.Plan, n cluster.Node) (string, error) {
 	env := AppEnv(p, n)
 	env["DATABASE_PASSWORD_FILE"] = containerPasswordFile
-	run := []string{"docker", "run", "--rm", "--name", AppContainer,
-		"-p", fmt.Sprintf("%d:%d", cluster.PortApp, cluster.PortApp)}
+	// The node's own network: the app listens on the node's port, and no
+	// bridge or NAT sits between it and the HAProxy nodes.
+	run := []string{"podman", "run", "--rm", "--name", AppContainer, "--network=host"}
 	for _, k := range sortedKeys(env) {
 		run = append(run, "-e", k+"="+env[k])
 	}

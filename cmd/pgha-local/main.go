@@ -3,7 +3,8 @@
 //
 //	sudo go run ./cmd/pgha-local up [--config FILE] [--dir DIR] [--foreground] [--check-every D] [--restart-backoff D]
 //	sudo go run ./cmd/pgha-local status [--json]
-//	sudo go run ./cmd/pgha-local fault kill|stop|cont|isolate|heal TARGET
+//	sudo go run ./cmd/pgha-local fault kill|stop|cont|isolate|reboot|heal TARGET
+//	sudo go run ./cmd/pgha-local exec NODE COMMAND [ARG...]
 //	sudo go run ./cmd/pgha-local apply [--config FILE]
 //	sudo go run ./cmd/pgha-local switchover [--to NODE]
 //	sudo go run ./cmd/pgha-local down
@@ -39,9 +40,11 @@ const usage = `usage: pgha-local COMMAND [flags]
                                       (default: healthCheck.restartBackoffMinutes)
   status [--json]                     nodes, HAProxy endpoints, app URL,
                                       health checkers
-  fault KIND TARGET                   KIND: kill, stop, cont, isolate, heal;
-                                      TARGET: a node, "leader", or (isolate,
-                                      heal) a region
+  fault KIND TARGET                   KIND: kill, stop, cont, isolate, reboot,
+                                      heal; TARGET: a node, "leader", or
+                                      (isolate, heal) a region
+  exec NODE COMMAND [ARG...]          run a command as root in a node's system
+                                      (systemctl status, journalctl -u UNIT)
   apply [--config FILE]               change the running cluster's tunable settings
                                       (postgres.parameters, patroni.*): the health
                                       checker applies them, one node at a time
@@ -91,6 +94,28 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		return local.RunChecker(ctx, *dir, *region, checker, stdout)
+	case local.IMDSCommand: // started by up, not in the usage
+		addr := fs.String("addr", "169.254.169.254:80", "where to serve")
+		if err := parseNone(fs, args); err != nil {
+			return err
+		}
+		return local.RunIMDS(ctx, *dir, *addr)
+	case "exec":
+		// Flags before NODE; what follows is the command's own.
+		if err := fs.Parse(args); err != nil {
+			return err
+		}
+		args = fs.Args()
+		if len(args) < 2 {
+			return errors.New("usage: pgha-local exec NODE COMMAND [ARG...]")
+		}
+		c, err := local.Open(*dir)
+		if err != nil {
+			return err
+		}
+		out, err := c.Exec(ctx, args[0], args[1:]...)
+		stdout.Write(out)
+		return err
 	case "status":
 		asJSON := fs.Bool("json", false, "print JSON")
 		if err := parseNone(fs, args); err != nil {
@@ -117,7 +142,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		if len(pos) != 2 {
-			return errors.New("usage: pgha-local fault kill|stop|cont|isolate|heal TARGET")
+			return errors.New("usage: pgha-local fault kill|stop|cont|isolate|reboot|heal TARGET")
 		}
 		c, err := local.Open(*dir)
 		if err != nil {

@@ -24,6 +24,6 @@ fi
 # ECR tokens last 12 hours: log in again on every start. An image already
 # pulled still starts if the registry is unreachable.
 {{.ECRLogin}} "$image" || log "registry login failed"
-docker pull --quiet "$image" >/dev/null || log "pull of $image failed"
-docker rm --force {{.Container}} >/dev/null 2>&1 || true
+podman pull --quiet "$image" >/dev/null || log "pull of $image failed"
+podman rm --force {{.Container}} >/dev/null 2>&1 || true
 exec {{.Run}} "$image"

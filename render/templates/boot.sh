@@ -33,11 +33,18 @@ on_exit() {
 trap on_exit EXIT
 
 # retry LIMIT CMD...: runs CMD until it succeeds, waiting 2 s, then 4, 8, ...
-# and at most 60 s between tries; gives up after LIMIT seconds (0: never).
+# and at most 60 s between tries; gives up after LIMIT seconds (0: never),
+# or at once when CMD exits with status 199: a failure that trying again
+# cannot fix.
 retry() {
-	local limit=$1 delay=2 start=$SECONDS tries=1
+	local limit=$1 delay=2 start=$SECONDS tries=1 rc
 	shift
 	until "$@"; do
+		rc=$?
+		if ((rc == 199)); then
+			log "giving up, for good: $*"
+			return 1
+		fi
 		if ((limit > 0 && SECONDS - start >= limit)); then
 			log "giving up after $((SECONDS - start)) s and $tries tries: $*"
 			return 1
@@ -102,8 +109,19 @@ retry 0 curl -sS -o /dev/null --max-time 10 "$s3/"
 ssm_agent() {
 	systemctl is-active --quiet amazon-ssm-agent.service && return 0
 	if ! dpkg-query -W -f '${Status}' amazon-ssm-agent 2>/dev/null | grep -q 'install ok installed'; then
-		curl -fsS --max-time 300 -o /var/lib/pgha/amazon-ssm-agent.deb \
-			"$s3/amazon-ssm-{{.Node.Region}}/latest/debian_$(dpkg --print-architecture)/amazon-ssm-agent.deb"
+		local url code
+		url=$s3/amazon-ssm-{{.Node.Region}}/latest/debian_$(dpkg --print-architecture)/amazon-ssm-agent.deb
+		code=$(curl -sS --max-time 300 -o /var/lib/pgha/amazon-ssm-agent.deb -w '%{http_code}' "$url") || return 1
+		case $code in
+		200) ;;
+		4??)
+			# The bucket answered: the package is not there for this
+			# region or architecture, and will not be.
+			log "no SSM agent at $url: HTTP $code"
+			return 199
+			;;
+		*) return 1 ;;
+		esac
 		dpkg -i /var/lib/pgha/amazon-ssm-agent.deb
 	fi
 	systemctl enable --now amazon-ssm-agent.service
@@ -132,18 +150,24 @@ systemctl disable --now postgresql.service patroni.service
 # The data volume: on Nitro instances EBS volumes are NVMe disks whose
 # names follow no order, so take the disk that does not hold /, waiting
 # for it to be attached. Format it only if it has no filesystem yet.
-root_disk=$(lsblk -ndpo PKNAME "$(findmnt -nvo SOURCE /)")
-data_disk() {
-	data_disk=$(lsblk -dnpo NAME,TYPE | awk -v root="$root_disk" '$2 == "disk" && $1 != root { print $1; exit }')
-	[[ -n $data_disk ]]
-}
-retry 0 data_disk
-blkid "$data_disk" >/dev/null || mkfs.ext4 -q -L pgha-data "$data_disk"
-uuid=$(blkid -s UUID -o value "$data_disk")
-grep -q "^UUID=$uuid " /etc/fstab ||
-	echo "UUID=$uuid {{.DataMount}} ext4 defaults,noatime,nofail 0 2" >>/etc/fstab
-systemctl daemon-reload
-mountpoint -q {{.DataMount}} || mount {{.DataMount}}
+# A volume already mounted there (a second run; the local cluster's node
+# volume) is kept as it is.
+if mountpoint -q {{.DataMount}}; then
+	log "{{.DataMount}} is already mounted: keeping it as the data volume"
+else
+	root_disk=$(lsblk -ndpo PKNAME "$(findmnt -nvo SOURCE /)")
+	data_disk() {
+		data_disk=$(lsblk -dnpo NAME,TYPE | awk -v root="$root_disk" '$2 == "disk" && $1 != root { print $1; exit }')
+		[[ -n $data_disk ]]
+	}
+	retry 0 data_disk
+	blkid "$data_disk" >/dev/null || mkfs.ext4 -q -L pgha-data "$data_disk"
+	uuid=$(blkid -s UUID -o value "$data_disk")
+	grep -q "^UUID=$uuid " /etc/fstab ||
+		echo "UUID=$uuid {{.DataMount}} ext4 defaults,noatime,nofail 0 2" >>/etc/fstab
+	systemctl daemon-reload
+	mount {{.DataMount}}
+fi
 {{- end}}
 {{- if .Etcd}}
 
@@ -197,7 +221,6 @@ umask 022
 chown {{.AppUID}}:{{.AppUID}} {{.AppPasswordFile}}.new
 chmod 0400 {{.AppPasswordFile}}.new
 mv {{.AppPasswordFile}}.new {{.AppPasswordFile}}
-systemctl enable --now docker.service
 {{- end}}
 
 # pgha's files, byte for byte.

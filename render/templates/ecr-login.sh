@@ -1,7 +1,7 @@
 #!/bin/sh
 # {{.Header}}
 #
-# Logs docker in to the registry of image $1 when it is an ECR registry
+# Logs podman in to the registry of image $1 when it is an ECR registry
 # (ACCOUNT.dkr.ecr.REGION.amazonaws.com/...), with the instance role's
 # credentials; other registries need no login. ECR tokens last 12 hours, so
 # pgha-app.service runs this before every start.
@@ -13,4 +13,4 @@ case $registry in
 esac
 region=$(echo "$registry" | cut -d. -f4)
 aws ecr get-login-password --region "$region" |
-	docker login --username AWS --password-stdin "$registry" >/dev/null
+	podman login --username AWS --password-stdin "$registry" >/dev/null
