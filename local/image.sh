@@ -108,7 +108,8 @@ ForwardToConsole=yes
 MaxLevelConsole=info
 EOF
 # Containers in a node container: vfs storage (no fuse for overlay on
-# overlay), no cgroups (none is delegated), the node's own network.
+# overlay), no cgroups (none is delegated), the node's own network, no
+# session keyring (systemd-nspawn's seccomp filter refuses keyctl).
 mkdir -p "$tmp/etc/containers"
 cat >"$tmp/etc/containers/storage.conf" <<'EOF'
 [storage]
@@ -120,6 +121,7 @@ cat >"$tmp/etc/containers/containers.conf" <<'EOF'
 [containers]
 cgroups = "disabled"
 netns = "host"
+keyring = false
 [engine]
 cgroup_manager = "cgroupfs"
 events_logger = "file"
