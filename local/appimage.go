@@ -86,7 +86,18 @@ var distrolessUsers = map[string]string{"root": "0", "nonroot": "65532", "nobody
 // Dockerfile's base images (golang, distroless) cannot be pulled here, so
 // the layer holds the binary and distroless's /etc/passwd and /etc/group
 // only, not its CA certificates and time zones (the app uses neither).
+//
+// moduleRoot is the pgha module's directory; "" finds it from the working
+// directory (go env GOMOD).
 func BuildAppImage(ctx context.Context, moduleRoot, goarch string) (*Image, error) {
+	if moduleRoot == "" {
+		out, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
+		gomod := strings.TrimSpace(string(out))
+		if err != nil || gomod == "" || gomod == os.DevNull {
+			return nil, fmt.Errorf("not inside the pgha module (go env GOMOD: %q, %v)", gomod, err)
+		}
+		moduleRoot = filepath.Dir(gomod)
+	}
 	src, err := os.ReadFile(filepath.Join(moduleRoot, appDockerfile))
 	if err != nil {
 		return nil, err

@@ -271,7 +271,7 @@ func Up(ctx context.Context, opts Options) (*Cluster, error) {
 	appImage := opts.AppImage
 	if len(plan.ByRole(cluster.RoleApp)) > 0 && appImage == nil {
 		c.logf("building the app's image from app/Dockerfile")
-		if appImage, err = BuildAppImage(ctx, ".", runtime.GOARCH); err != nil {
+		if appImage, err = BuildAppImage(ctx, "", runtime.GOARCH); err != nil {
 			return nil, fmt.Errorf("build the app's image (run from inside the pgha module, or set Options.AppImage): %w", err)
 		}
 	}
