@@ -269,5 +269,9 @@ systemctl is-active --quiet {{.Unit}} || systemctl start {{.Unit}}
 {{- end}}
 {{- end}}
 sha256sum <"$0" >{{.BootDone}}
-report "${degraded:+degraded: $degraded}${degraded:-ok}"
+if [[ -n $degraded ]]; then
+	report "degraded: $degraded"
+else
+	report ok
+fi
 log "{{.Node.Name}} is up${degraded:+, degraded: $degraded}"
