@@ -834,6 +834,21 @@ func TestUserData(t *testing.T) {
 				if strings.Contains(ud, "resolve:secretsmanager") {
 					t.Errorf("%s %s: user data resolves a secret at deploy time", name, node)
 				}
+				// The local cluster boots each node from render.BootScript:
+				// the template must hold exactly those bytes, with nothing
+				// for CloudFormation to substitute.
+				n, ok := s.plan.Node(strings.TrimPrefix(node, s.plan.Config.Name+"-"))
+				if !ok {
+					t.Errorf("%s: no node of the plan is named %s", name, node)
+					continue
+				}
+				want, err := render.BootScript(s.plan, n)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if raw, _ := props(in)["UserData"].(map[string]any)["Fn::Base64"].(string); raw != want {
+					t.Errorf("%s %s: the template's user data is not render.BootScript's bytes (what the local cluster boots)", name, node)
+				}
 				t.Logf("%s %s: user data %d bytes", name, node, len(ud))
 			}
 		}

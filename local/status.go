@@ -17,11 +17,11 @@ import (
 // ("running", "streaming", "starting", "stopped", "crashed", "creating
 // replica", ...), which PostgreSQL nodes report while reachable.
 const (
-	// StateRunning: the node's daemons run (etcd, HAProxy and app nodes).
+	// StateRunning: the node's system runs (etcd, HAProxy and app nodes).
 	StateRunning = "running"
-	// StateDown: none of the node's daemons runs (killed, or not started).
+	// StateDown: the node's system is down (killed, or not booted).
 	StateDown = "down"
-	// StateFrozen: the node's daemons are stopped with SIGSTOP.
+	// StateFrozen: the node's processes are stopped with SIGSTOP.
 	StateFrozen = "frozen"
 	// StateIsolated: the node, or its whole region, is cut off the network.
 	StateIsolated = "isolated"
