@@ -7,6 +7,9 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
+	"os"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/pgha/pgha/cluster"
@@ -194,4 +197,32 @@ func nodeState(cutOff bool, running, stopped int, postgres bool, patroniState st
 	default:
 		return StateUnknown
 	}
+}
+
+// Memory returns the memory each node uses, and the AWS side (key
+// "aws"): the proportional set size (Pss) of every process of its network
+// namespace, in bytes.
+func (c *Cluster) Memory() map[string]int64 {
+	out := map[string]int64{}
+	sum := func(ns string) int64 {
+		var total int64
+		for _, pid := range nsPIDs(ns) {
+			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
+			if err != nil {
+				continue
+			}
+			for _, line := range strings.Split(string(b), "\n") {
+				if f := strings.Fields(line); len(f) == 3 && f[0] == "Pss:" {
+					kb, _ := strconv.ParseInt(f[1], 10, 64)
+					total += kb * 1024
+				}
+			}
+		}
+		return total
+	}
+	for _, n := range c.plan.Nodes {
+		out[n.Name] = sum(nodeNS(n.Name))
+	}
+	out[awsProcs] = sum(awsNS)
+	return out
 }

@@ -43,6 +43,7 @@ const usage = `usage: pgha-local COMMAND [flags]
   fault KIND TARGET                   KIND: kill, stop, cont, isolate, reboot,
                                       heal; TARGET: a node, "leader", or
                                       (isolate, heal) a region
+  memory                              each node's memory (PSS), the AWS side's, the sum
   exec NODE COMMAND [ARG...]          run a command as root in a node's system
                                       (systemctl status, journalctl -u UNIT)
   apply [--config FILE]               change the running cluster's tunable settings
@@ -116,6 +117,26 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		out, err := c.Exec(ctx, args[0], args[1:]...)
 		stdout.Write(out)
 		return err
+	case "memory":
+		if err := parseNone(fs, args); err != nil {
+			return err
+		}
+		c, err := local.Open(*dir)
+		if err != nil {
+			return err
+		}
+		mem := c.Memory()
+		var total int64
+		tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "NODE\tMiB (PSS)")
+		for _, n := range c.Plan().Nodes {
+			fmt.Fprintf(tw, "%s\t%d\n", n.Name, mem[n.Name]>>20)
+			total += mem[n.Name]
+		}
+		fmt.Fprintf(tw, "nodes\t%d\n", total>>20)
+		fmt.Fprintf(tw, "AWS side\t%d\n", mem["aws"]>>20)
+		fmt.Fprintf(tw, "all\t%d\n", (total+mem["aws"])>>20)
+		return tw.Flush()
 	case "status":
 		asJSON := fs.Bool("json", false, "print JSON")
 		if err := parseNone(fs, args); err != nil {
