@@ -101,8 +101,9 @@ func TestNames(t *testing.T) {
 		}
 	}
 	nss := network{plan: p}.namespaces()
-	if len(nss) != 1+len(p.Regions)+len(p.Nodes) || len(slices.Compact(slices.Sorted(slices.Values(nss)))) != len(nss) {
-		t.Errorf("namespaces not one per router and node, all distinct: %v", nss)
+	// The core router, the AWS side, one router per region, one per node.
+	if len(nss) != 2+len(p.Regions)+len(p.Nodes) || len(slices.Compact(slices.Sorted(slices.Values(nss)))) != len(nss) {
+		t.Errorf("namespaces not the core, the AWS side and one per router and node, all distinct: %v", nss)
 	}
 }
 
