@@ -1,18 +1,21 @@
 package render
 
 import (
+	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"maps"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"regexp"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 
@@ -543,4 +546,40 @@ func TestBootInstallsTheSSMAgentFirst(t *testing.T) {
 			t.Errorf("the agent does not come from AWS's bucket in %s", n.Region)
 		}
 	})
+}
+
+// TestBootRetry runs the boot script's own retry function in bash: a
+// command that fails then succeeds is retried until it does; one that exits
+// 199 (a failure trying again cannot fix, such as the SSM agent's bucket
+// answering 404) is given up at once, even with no time limit.
+func TestBootRetry(t *testing.T) {
+	p, err := cluster.NewPlan(cluster.Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	script, err := BootScript(p, p.Nodes[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := strings.Index(script, "\nretry() {\n")
+	end := strings.Index(script[start+1:], "\n}\n")
+	if start < 0 || end < 0 {
+		t.Fatal("no retry function in the boot script")
+	}
+	retry := script[start+1 : start+1+end+2]
+	for _, tt := range []struct {
+		name, cmd, want string
+	}{
+		{"succeeds on the second try", `n=0; flaky() { n=$((n + 1)); ((n >= 2)); }; retry 0 flaky; echo "rc=$? tries=$n"`, "rc=0 tries=2"},
+		{"199 is final", `n=0; final() { n=$((n + 1)); return 199; }; retry 0 final; echo "rc=$? tries=$n"`, "rc=1 tries=1"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			out, err := exec.CommandContext(ctx, "bash", "-c", "log() { :; }\n"+retry+"\n"+tt.cmd).CombinedOutput()
+			if err != nil || strings.TrimSpace(string(out)) != tt.want {
+				t.Errorf("%s: %q, %v; want %q", tt.name, out, err, tt.want)
+			}
+		})
+	}
 }
