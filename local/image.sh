@@ -126,6 +126,9 @@ keyring = false
 cgroup_manager = "cgroupfs"
 events_logger = "file"
 EOF
+# udev does not run in a container (sysfs is read-only); its credentials
+# loader fails there now and then, which leaves the system "degraded".
+ln -sf /dev/null "$tmp/etc/systemd/system/systemd-udev-load-credentials.service"
 # Every node gets its own machine id at its first boot.
 : >"$tmp/etc/machine-id"
 rm -f "$tmp/var/lib/dbus/machine-id"
