@@ -23,6 +23,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	smtypes "github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
 
@@ -209,7 +210,7 @@ func (c *Cluster) awsConfig(region string) (aws.Config, error) {
 		Region:       region,
 		BaseEndpoint: aws.String("https://" + emu.String()),
 		Credentials:  credentials.NewStaticCredentialsProvider("local", "local", ""),
-		HTTPClient:   &http.Client{Transport: tr, Timeout: 10 * time.Second},
+		HTTPClient:   &http.Client{Transport: tr, Timeout: 30 * time.Second},
 	}, nil
 }
 
@@ -345,9 +346,14 @@ func (c *Cluster) seedAWS(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
-			_, err = sm.CreateSecret(ctx, &secretsmanager.CreateSecretInput{
-				Name: aws.String(c.plan.Config.SecretName(s)), SecretString: aws.String(pw),
-			})
+			name := aws.String(c.plan.Config.SecretName(s))
+			_, err = sm.CreateSecret(ctx, &secretsmanager.CreateSecretInput{Name: name, SecretString: aws.String(pw)})
+			// The SDK retries a call that timed out, which the emulator
+			// may have done all the same: then set the value.
+			var exists *smtypes.ResourceExistsException
+			if errors.As(err, &exists) {
+				_, err = sm.PutSecretValue(ctx, &secretsmanager.PutSecretValueInput{SecretId: name, SecretString: aws.String(pw)})
+			}
 			if err != nil {
 				return fmt.Errorf("create secret %s in %s: %w", c.plan.Config.SecretName(s), region, err)
 			}
