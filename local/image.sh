@@ -8,7 +8,8 @@
 #
 #	image.sh OUT MIRROR ARCHIVES
 #
-# with AMI_PACKAGES, ROLE_PACKAGES, LOCAL_PACKAGES and APT_INSTALL in the
+# with AMI_SOURCES, AMI_PACKAGES, ROLE_PACKAGES, LOCAL_PACKAGES and
+# APT_INSTALL in the
 # environment. It builds into OUT.tmp; the caller renames it.
 set -euo pipefail
 out=$1 mirror=$2 archives=$3
@@ -32,8 +33,8 @@ debootstrap --variant=minbase trixie "$tmp" "$mirror" >"$tmp.log" 2>&1 || {
 	exit 1
 }
 rm -f "$tmp/etc/apt/sources.list"
-# The AMI's sources: trixie with its updates and security suites.
-cat >"$tmp/etc/apt/sources.list.d/debian.sources" <<EOF
+# The AMI's sources (render.AMISources).
+printf '%s' "$AMI_SOURCES" >"$tmp/etc/apt/sources.list.d/debian.sources"
 Types: deb
 URIs: $mirror
 Suites: trixie trixie-updates

@@ -3,14 +3,12 @@ package local
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 )
@@ -28,9 +26,8 @@ type proc struct {
 // launch is how to start one daemon of a node.
 type launch struct {
 	service string
-	ns      string      // network namespace; "" is the root namespace
-	rootfs  string      // "" runs the command on the host's filesystem
-	binds   [][2]string // host directory, path inside rootfs
+	ns      string // network namespace; "" is the root namespace
+	rootfs  string // "" runs the command on the host's filesystem
 	uid     int
 	gid     int
 	env     []string
@@ -38,15 +35,14 @@ type launch struct {
 	logFile string
 }
 
-// nodeScript runs inside the node's network namespace and a private mount
-// namespace: it mounts the node's own directories over the shared root
-// filesystem, gives it /proc, /dev, /dev/shm and /sys, then chroots and
-// drops to the service's user. The mounts live as long as the mount
+// nodeScript runs inside a network namespace and a private mount
+// namespace (the AWS side's emulator and registry): it gives its root
+// /proc, /dev, /dev/shm and /sys, then chroots and drops to the service's
+// user. The mounts live as long as the mount
 // namespace, that is as long as the daemon and its children: nothing to
 // unmount on teardown.
 const nodeScript = `set -e
 root=$1; shift
-while [ "$1" != -- ]; do mount --bind "$1" "$root$2"; shift 2; done; shift
 mount -t proc proc "$root/proc"
 mount --bind /dev "$root/dev"
 mount -t tmpfs -o mode=1777,size=512m tmpfs "$root/dev/shm"
@@ -66,10 +62,7 @@ func (l launch) command() *exec.Cmd {
 	default:
 		args := []string{"netns", "exec", l.ns, "unshare", "--mount", "--propagation", "private", "--",
 			"/bin/sh", "-c", nodeScript, "pgha-node", l.rootfs}
-		for _, b := range l.binds {
-			args = append(args, b[0], b[1])
-		}
-		args = append(args, "--", fmt.Sprintf("%d:%d", l.uid, l.gid), strconv.Itoa(l.gid))
+		args = append(args, fmt.Sprintf("%d:%d", l.uid, l.gid), strconv.Itoa(l.gid))
 		cmd = exec.Command("ip", append(args, l.argv...)...)
 	}
 	cmd.Env = l.env
@@ -218,17 +211,6 @@ func waitNSEmpty(ctx context.Context, ns string, d time.Duration) bool {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-}
-
-// stopAll stops the processes of several namespaces in parallel.
-func stopAll(ctx context.Context, nss []string, grace time.Duration) error {
-	var wg sync.WaitGroup
-	errs := make([]error, len(nss))
-	for i, ns := range nss {
-		wg.Go(func() { errs[i] = stopNS(ctx, ns, grace) })
-	}
-	wg.Wait()
-	return errors.Join(errs...)
 }
 
 // account is a user of the root filesystem.

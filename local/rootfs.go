@@ -60,6 +60,7 @@ func rolePackages() []string {
 func imageEnv() []string {
 	return []string{
 		"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+		"AMI_SOURCES=" + render.AMISources,
 		"AMI_PACKAGES=" + strings.Join(render.AMIPackages, " "),
 		"ROLE_PACKAGES=" + strings.Join(rolePackages(), " "),
 		"LOCAL_PACKAGES=" + strings.Join(localPackages, " "),

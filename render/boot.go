@@ -55,6 +55,23 @@ var AMIPackages = []string{
 	"awscli", "cloud-init", "python3", "cloud-guest-utils", "amazon-ec2-utils",
 }
 
+// AMISources are the AMI's APT sources, trixie with its updates and
+// security suites: a package's version and dependencies on EC2 are those
+// of the point release plus its updates. The packages test and the local
+// cluster's node image use them.
+const AMISources = `Types: deb
+URIs: http://deb.debian.org/debian
+Suites: trixie trixie-updates
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+
+Types: deb
+URIs: http://deb.debian.org/debian-security
+Suites: trixie-security
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+`
+
 var bootTmpl = parse("templates/boot.sh")
 
 // The boot's unit runs bootAgain at every later boot, which runs the user

@@ -63,22 +63,6 @@ const (
 	aptArchives = "/var/cache/pgha/rootfs/trixie-apt-archives"
 )
 
-// amiSources are the AMI's APT sources, trixie with its updates and
-// security suites: a package's version and dependencies on EC2 are those
-// of the point release plus its updates.
-const amiSources = `Types: deb
-URIs: http://deb.debian.org/debian
-Suites: trixie trixie-updates
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-
-Types: deb
-URIs: http://deb.debian.org/debian-security
-Suites: trixie-security
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-`
-
 // ensureAMIBase returns amiBaseRoot, building it first if it is missing or
 // was built from another AMIPackages (into a .tmp directory, then renamed,
 // under an exclusive lock). The test then holds a shared lock, so that no
@@ -134,7 +118,7 @@ func buildAMIBase(t *testing.T, stamp string) {
 		t.Fatal(err)
 	}
 	for _, f := range []File{
-		{Path: "/etc/apt/sources.list.d/debian.sources", Mode: 0o644, Content: amiSources},
+		{Path: "/etc/apt/sources.list.d/debian.sources", Mode: 0o644, Content: AMISources},
 		// No service starts in the root while packages install.
 		{Path: "/usr/sbin/policy-rc.d", Mode: 0o755, Content: "#!/bin/sh\nexit 101\n"},
 	} {
