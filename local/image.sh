@@ -35,18 +35,6 @@ debootstrap --variant=minbase trixie "$tmp" "$mirror" >"$tmp.log" 2>&1 || {
 rm -f "$tmp/etc/apt/sources.list"
 # The AMI's sources (render.AMISources).
 printf '%s' "$AMI_SOURCES" >"$tmp/etc/apt/sources.list.d/debian.sources"
-Types: deb
-URIs: $mirror
-Suites: trixie trixie-updates
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-
-Types: deb
-URIs: http://deb.debian.org/debian-security
-Suites: trixie-security
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-EOF
 # No service starts while packages install.
 printf '#!/bin/sh\nexit 101\n' >"$tmp/usr/sbin/policy-rc.d"
 chmod 0755 "$tmp/usr/sbin/policy-rc.d"
