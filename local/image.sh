@@ -115,9 +115,12 @@ keyring = false
 cgroup_manager = "cgroupfs"
 events_logger = "file"
 EOF
-# udev does not run in a container (sysfs is read-only); its credentials
-# loader fails there now and then, which leaves the system "degraded".
-ln -sf /dev/null "$tmp/etc/systemd/system/systemd-udev-load-credentials.service"
+# udev does not run in a container (sysfs is read-only), and systemd-nspawn
+# mounts the root: udev's credentials loader and the root's remount fail
+# there now and then, which leaves the system "degraded".
+for unit in systemd-udev-load-credentials.service systemd-remount-fs.service; do
+	ln -sf /dev/null "$tmp/etc/systemd/system/$unit"
+done
 # Every node gets its own machine id at its first boot.
 : >"$tmp/etc/machine-id"
 rm -f "$tmp/var/lib/dbus/machine-id"
