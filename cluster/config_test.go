@@ -130,6 +130,20 @@ func TestParseRejects(t *testing.T) {
 			[]string{"pgha.instances.rootVolumeGiB", `"4"`}},
 		{"managed parameter", `{"postgres": {"parameters": {"port": "6432"}}}`,
 			[]string{"pgha.postgres.parameters.port", "managed by pgha"}},
+		{"fsync off", `{"postgres": {"parameters": {"fsync": "off"}}}`,
+			[]string{"pgha.postgres.parameters.fsync", `"off"`, "acknowledged writes"}},
+		{"fsync false, as a prefix", `{"postgres": {"parameters": {"fsync": "FAL"}}}`,
+			[]string{"pgha.postgres.parameters.fsync", `"FAL"`}},
+		{"full_page_writes 0", `{"postgres": {"parameters": {"full_page_writes": "0"}}}`,
+			[]string{"pgha.postgres.parameters.full_page_writes", `"0"`, "torn pages"}},
+		{"synchronous_commit off", `{"postgres": {"parameters": {"synchronous_commit": "off"}}}`,
+			[]string{"pgha.postgres.parameters.synchronous_commit", `"off"`, "synchronousMode"}},
+		{"synchronous_commit local", `{"postgres": {"parameters": {"synchronous_commit": "'local'"}}}`,
+			[]string{"pgha.postgres.parameters.synchronous_commit", `"'local'"`}},
+		{"password_encryption md5", `{"postgres": {"parameters": {"password_encryption": "md5"}}}`,
+			[]string{"pgha.postgres.parameters.password_encryption", `"md5"`, "scram-sha-256"}},
+		{"ssl off", `{"postgres": {"parameters": {"ssl": "off"}}}`,
+			[]string{"pgha.postgres.parameters.ssl", "managed by pgha"}},
 		{"multi-line parameter", `{"postgres": {"parameters": {"work_mem": "4MB\nport = 1"}}}`,
 			[]string{"pgha.postgres.parameters.work_mem", "single-line"}},
 		{"image for an unknown region", `{"instances": {"images": {"us-east-1": "ami-0123456789abcdef0"}}}`,
@@ -211,4 +225,22 @@ func unwrapAll(err error) []error {
 		return nil
 	}
 	return []error{err}
+}
+
+func TestSafeParametersAccepted(t *testing.T) {
+	for _, js := range []string{
+		`{"postgres": {"parameters": {"fsync": "on", "full_page_writes": "true", "synchronous_commit": "remote_apply"}}}`,
+		`{"postgres": {"parameters": {"synchronous_commit": "on", "password_encryption": "scram-sha-256"}}}`,
+		// Without synchronous mode no commit waits for a standby anyway.
+		`{"patroni": {"synchronousMode": false}, "postgres": {"parameters": {"synchronous_commit": "local"}}}`,
+	} {
+		if _, err := Parse([]byte(js)); err != nil {
+			t.Errorf("Parse(%s): %v", js, err)
+		}
+	}
+	for v, want := range map[string]bool{"off": true, "of": true, "o": false, "f": true, "no": true, "n": true, "0": true, "on": false, "1": false, "": false, "yes": false} {
+		if got := pgFalse(v); got != want {
+			t.Errorf("pgFalse(%q) = %v, want %v", v, got, want)
+		}
+	}
 }

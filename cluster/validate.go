@@ -27,6 +27,9 @@ var managedParameters = []string{
 	"recovery_target_timeline", "cluster_name", "log_directory",
 	// Set per node by the renderer, where they override shared settings.
 	"logging_collector", "log_filename", "log_rotation_age", "log_truncate_on_rotation",
+	// TLS, set per node by the renderer: turning it off or pointing it at
+	// other files would break every client's verify-full.
+	"ssl", "ssl_cert_file", "ssl_key_file", "ssl_ca_file", "ssl_min_protocol_version",
 }
 
 // Per role and region, the plan has room for this many nodes.
@@ -145,7 +148,7 @@ func (c Config) Validate() error {
 			v.addf(field, ami, "is not an AMI id (like ami-0123456789abcdef0)")
 		}
 	}
-	c.Postgres.validate(v)
+	c.Postgres.validate(v, c.Patroni.SynchronousMode)
 	c.Patroni.validate(v)
 	if n := c.Patroni.SynchronousNodeCount; n < 0 || (pg >= 2 && n > pg-1) {
 		v.addf("patroni.synchronousNodeCount", fmt.Sprint(n), fmt.Sprintf("must be between 0 (every replica) and the %d replicas", max(pg-1, 0)))
@@ -199,7 +202,7 @@ func (in Instances) validate(v *validator) {
 	}
 }
 
-func (p Postgres) validate(v *validator) {
+func (p Postgres) validate(v *validator, synchronous bool) {
 	for _, k := range sortedKeys(p.Parameters) {
 		val := p.Parameters[k]
 		field := "postgres.parameters." + k
@@ -210,8 +213,54 @@ func (p Postgres) validate(v *validator) {
 			v.addf(field, val, "is managed by pgha and cannot be set")
 		case strings.ContainsAny(val, "\n\r\x00") || val == "":
 			v.addf(field, val, "must be a non-empty single-line value")
+		default:
+			if why := unsafeParameter(k, val, synchronous); why != "" {
+				v.addf(field, val, why)
+			}
 		}
 	}
+}
+
+// unsafeParameter says why setting k = val would void "0 acknowledged
+// writes lost" (or lock roles out), or "" when it does not. Values are
+// read as PostgreSQL reads them: case-insensitive, booleans as any unique
+// prefix of on/off, true/false, yes/no, or 1/0.
+// https://www.postgresql.org/docs/17/config-setting.html
+func unsafeParameter(k, val string, synchronous bool) string {
+	v := strings.ToLower(strings.TrimSpace(strings.Trim(val, `'"`)))
+	switch k {
+	case "fsync":
+		if pgFalse(v) {
+			return "must not be off: an OS crash or power loss on the leader would lose or corrupt acknowledged writes"
+		}
+	case "full_page_writes":
+		if pgFalse(v) {
+			return "must not be off: a crash during a page write would leave torn pages that WAL replay cannot repair"
+		}
+	case "synchronous_commit":
+		if synchronous && (v == "local" || pgFalse(v)) {
+			return "must not be off or local while patroni.synchronousMode is true: the leader would acknowledge commits no standby has, and a failover would lose them"
+		}
+	case "password_encryption":
+		if v == "md5" {
+			return "must be scram-sha-256: pg_hba.conf accepts only scram-sha-256, so roles given md5 passwords could not log in"
+		}
+	}
+	return ""
+}
+
+// pgFalse reports whether v is a PostgreSQL boolean false: a unique prefix
+// of "off" (at least "of"), "false" or "no", or "0".
+func pgFalse(v string) bool {
+	switch {
+	case v == "0":
+		return true
+	case len(v) >= 2 && strings.HasPrefix("off", v):
+		return true
+	case v != "" && (strings.HasPrefix("false", v) || strings.HasPrefix("no", v)):
+		return true
+	}
+	return false
 }
 
 func (p Patroni) validate(v *validator) {
