@@ -60,6 +60,28 @@ type Config struct {
 	App App `json:"app"`
 	// HealthCheck configures the health-checking Lambda and its alarms.
 	HealthCheck HealthCheck `json:"healthCheck"`
+	// HAProxy configures the HAProxy nodes.
+	HAProxy HAProxy `json:"haproxy"`
+	// TLS configures the cluster's certificates.
+	TLS TLS `json:"tls"`
+}
+
+// HAProxy configures the HAProxy nodes.
+type HAProxy struct {
+	// ServerMaxConn is the most connections one HAProxy node opens to one
+	// PostgreSQL node; more clients wait in HAProxy's queue. All HAProxy
+	// nodes together must stay within max_connections less the reserved
+	// slots, so that clients cannot use up the slots of the superuser, of
+	// Patroni and of the health checker. Default: 40.
+	ServerMaxConn int `json:"serverMaxConn"`
+}
+
+// TLS configures the cluster's certificates (see package pki).
+type TLS struct {
+	// Rotation is a counter: raising it makes the next deploy issue every
+	// node certificate again, with new keys; the nodes install them within
+	// a day, or at once with their tls-refresh script. Default: 0.
+	Rotation int `json:"rotation"`
 }
 
 // Region is one data region and how many nodes of each role it runs.
@@ -219,7 +241,11 @@ func Default() Config {
 			RootVolumeGiB: 16,
 		},
 		Postgres: Postgres{Parameters: map[string]string{
-			"max_connections":       "200",
+			"max_connections": "200",
+			// Slots only superusers and roles granted
+			// pg_use_reserved_connections (the health checker) may use,
+			// so that clients cannot lock the health checker out.
+			"reserved_connections":  "5",
 			"shared_buffers":        "256MB",
 			"password_encryption":   "scram-sha-256",
 			"wal_level":             "replica",
@@ -237,8 +263,9 @@ func Default() Config {
 			FailsafeMode:         true,
 			MaximumLagOnFailover: 1 << 20,
 		},
-		Etcd: Etcd{HeartbeatIntervalMs: 200, ElectionTimeoutMs: 2000},
-		App:  App{Database: "hello"},
+		Etcd:    Etcd{HeartbeatIntervalMs: 200, ElectionTimeoutMs: 2000},
+		App:     App{Database: "hello"},
+		HAProxy: HAProxy{ServerMaxConn: 40},
 		HealthCheck: HealthCheck{
 			LagAlarmBytes:         16 << 20,
 			RestartBackoffMinutes: 5,

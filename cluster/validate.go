@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -154,6 +155,10 @@ func (c Config) Validate() error {
 		v.addf("patroni.synchronousNodeCount", fmt.Sprint(n), fmt.Sprintf("must be between 0 (every replica) and the %d replicas", max(pg-1, 0)))
 	}
 	c.Etcd.validate(v)
+	c.validateConnections(v)
+	if c.TLS.Rotation < 0 {
+		v.addf("tls.rotation", fmt.Sprint(c.TLS.Rotation), "must not be negative")
+	}
 	if !databaseRE.MatchString(c.App.Database) || c.App.Database == "postgres" || strings.HasPrefix(c.App.Database, "template") {
 		v.addf("app.database", c.App.Database, "must be a lowercase identifier other than postgres and template*")
 	}
@@ -247,6 +252,46 @@ func unsafeParameter(k, val string, synchronous bool) string {
 		}
 	}
 	return ""
+}
+
+// validateConnections checks that the HAProxy nodes together cannot take
+// the connection slots PostgreSQL keeps for the superuser (Patroni,
+// pg_rewind, operators) and for roles with pg_use_reserved_connections
+// (the health checker): max_connections - superuser_reserved_connections -
+// reserved_connections, with PostgreSQL's defaults where they are not set.
+// https://www.postgresql.org/docs/17/runtime-config-connection.html
+func (c Config) validateConnections(v *validator) {
+	haproxy := 0
+	for _, r := range c.Regions {
+		haproxy += r.HAProxy
+	}
+	setting := func(name string, def int) (int, bool) {
+		s, ok := c.Postgres.Parameters[name]
+		if !ok {
+			return def, true
+		}
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < 0 {
+			v.addf("postgres.parameters."+name, s, "must be a whole number")
+			return 0, false
+		}
+		return n, true
+	}
+	maxConn, ok1 := setting("max_connections", 100)
+	su, ok2 := setting("superuser_reserved_connections", 3)
+	res, ok3 := setting("reserved_connections", 0)
+	if c.HAProxy.ServerMaxConn < 1 {
+		v.addf("haproxy.serverMaxConn", fmt.Sprint(c.HAProxy.ServerMaxConn), "must be at least 1")
+		return
+	}
+	if !ok1 || !ok2 || !ok3 {
+		return
+	}
+	if free := maxConn - su - res; haproxy*c.HAProxy.ServerMaxConn > free {
+		v.addf("haproxy.serverMaxConn", fmt.Sprint(c.HAProxy.ServerMaxConn),
+			fmt.Sprintf("times the %d HAProxy nodes is %d, more than the %d slots max_connections %d leaves after %d superuser and %d reserved connections: lower it or raise postgres.parameters.max_connections",
+				haproxy, haproxy*c.HAProxy.ServerMaxConn, free, maxConn, su, res))
+	}
 }
 
 // pgFalse reports whether v is a PostgreSQL boolean false: a unique prefix
