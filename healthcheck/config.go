@@ -271,6 +271,9 @@ func (c *Checker) patroniJSON(ctx context.Context, method, url string, body, out
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	if c.Patroni != nil && c.Patroni.User != "" {
+		req.SetBasicAuth(c.Patroni.User, c.Patroni.Password)
+	}
 	resp, err := c.Patroni.client().Do(req)
 	if err != nil {
 		return fmt.Errorf("%s %s: %w", method, url, err)

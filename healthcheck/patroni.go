@@ -3,6 +3,8 @@ package healthcheck
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -140,6 +142,23 @@ type PatroniClient struct {
 	HTTP *http.Client
 	// Timeout bounds both requests to one member. Default: DefaultNodeTimeout.
 	Timeout time.Duration
+	// User and Password authenticate the unsafe requests (PATCH, POST).
+	// Default: none.
+	User, Password string
+}
+
+// NewPatroniClient is a PatroniClient that verifies the members against
+// roots (the cluster CA) and authenticates its unsafe requests as user.
+// Like the default client it does not pool connections.
+func NewPatroniClient(roots *x509.CertPool, user, password string, timeout time.Duration) *PatroniClient {
+	return &PatroniClient{
+		HTTP: &http.Client{Transport: &http.Transport{
+			Proxy:             nil,
+			DisableKeepAlives: true,
+			TLSClientConfig:   &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12},
+		}},
+		Timeout: timeout, User: user, Password: password,
+	}
 }
 
 func (c *PatroniClient) client() *http.Client {

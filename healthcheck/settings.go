@@ -27,7 +27,7 @@ const (
 type Member struct {
 	Name   string `json:"name"`   // Patroni member name, e.g. "pg1"
 	Region string `json:"region"` // AWS region of the node
-	URL    string `json:"url"`    // Patroni REST API base URL, e.g. "http://10.11.3.10:8008"
+	URL    string `json:"url"`    // Patroni REST API base URL, e.g. "https://10.11.3.10:8008"
 }
 
 // App is an app instance whose GET /readyz is probed and which is restarted
@@ -59,6 +59,15 @@ type Settings struct {
 	User string `json:"user"`
 	// SecretName is the Secrets Manager secret holding User's password.
 	SecretName string `json:"secretName"`
+	// TrustSecretName is the Secrets Manager secret holding the cluster
+	// CA's certificates (certs.TrustSecret): Patroni's REST API and
+	// PostgreSQL are verified against them.
+	TrustSecretName string `json:"trustSecretName"`
+	// APIUser and APISecretName are Patroni's REST API user and the secret
+	// holding its password, which the unsafe endpoints (PATCH /config,
+	// POST /restart, /switchover) require.
+	APIUser       string `json:"apiUser"`
+	APISecretName string `json:"apiSecretName"`
 	// ParameterPath is the SSM Parameter Store path under which the last
 	// restart of each instance is kept, e.g. "/pgha/pgha/restarts".
 	ParameterPath string `json:"parameterPath"`
@@ -101,6 +110,9 @@ func SettingsFromPlan(p *cluster.Plan, region string, instanceIDs map[string]str
 		Database:         "postgres",
 		User:             cluster.HealthUser,
 		SecretName:       c.SecretName(cluster.SecretHealth),
+		TrustSecretName:  c.Name + "/tls/ca",
+		APIUser:          cluster.PatroniAPIUser,
+		APISecretName:    c.SecretName(cluster.SecretPatroniAPI),
 		ParameterPath:    ParameterPath(c.Name),
 		RestartBackoffMs: (time.Duration(c.HealthCheck.RestartBackoffMinutes) * time.Minute).Milliseconds(),
 		PrimaryRegion:    p.Primary().Name,
@@ -120,7 +132,7 @@ func SettingsFromPlan(p *cluster.Plan, region string, instanceIDs map[string]str
 		s.DynamicConfig = dcs
 	}
 	for _, n := range p.ByRole(cluster.RolePostgres) {
-		s.Members = append(s.Members, Member{Name: n.Name, Region: n.Region, URL: httpURL(n.IP, cluster.PortPatroni)})
+		s.Members = append(s.Members, Member{Name: n.Name, Region: n.Region, URL: "https://" + netip.AddrPortFrom(n.IP, cluster.PortPatroni).String()})
 	}
 	for _, n := range p.HAProxyOrder(region) {
 		s.HAProxy = append(s.HAProxy, netip.AddrPortFrom(n.IP, cluster.PortHAProxyWrite).String())

@@ -2,6 +2,7 @@ package healthcheck
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -52,6 +53,10 @@ type PGWriteChecker struct {
 	Password PasswordSource
 	// Timeout bounds each address's attempt. Default: DefaultWriteTimeout.
 	Timeout time.Duration
+	// TLS verifies PostgreSQL (its RootCAs: the cluster CA); the server
+	// name is set per address. Default: nil, no TLS (tests only: the
+	// cluster's pg_hba.conf refuses connections without it).
+	TLS *tls.Config
 }
 
 // CheckWrites implements WriteChecker.
@@ -94,9 +99,15 @@ func (w *PGWriteChecker) check(ctx context.Context, addr, password string) error
 	}
 	// ParseConfig("") would read PG* environment variables; start from a
 	// fixed DSN and set the fields that may hold any character.
-	cfg, err := pgx.ParseConfig("sslmode=prefer")
+	cfg, err := pgx.ParseConfig("sslmode=disable")
 	if err != nil {
 		return err
+	}
+	if w.TLS != nil {
+		// verify-full: HAProxy passes TLS through, and every PostgreSQL
+		// node's certificate names every HAProxy node's address.
+		cfg.TLSConfig = w.TLS.Clone()
+		cfg.TLSConfig.ServerName = host
 	}
 	cfg.Host, cfg.Port = host, uint16(port)
 	cfg.User, cfg.Password, cfg.Database = w.User, password, w.Database
