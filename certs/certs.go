@@ -21,17 +21,6 @@ import (
 	"github.com/pgha/pgha/pki"
 )
 
-// CASecret holds the CA's certificate and key, in the primary region; only
-// the issuer reads it.
-func CASecret(c cluster.Config) string { return c.Name + "/tls/ca-key" }
-
-// TrustSecret holds the CA certificates clients trust (PEM), in every
-// region of the plan.
-func TrustSecret(c cluster.Config) string { return c.Name + "/tls/ca" }
-
-// NodeSecret holds node's certificate and key (PEM), in the node's region.
-func NodeSecret(c cluster.Config, node string) string { return c.Name + "/tls/" + node }
-
 // Client is the part of the Secrets Manager API Ensure uses
 // (*secretsmanager.Client).
 type Client interface {
@@ -80,22 +69,22 @@ func Ensure(ctx context.Context, p *cluster.Plan, client func(region string) Cli
 	}
 	res.CreatedCA = created
 	if created {
-		opts.Log.Info("created the cluster CA", "secret", CASecret(c), "region", p.Primary().Name)
+		opts.Log.Info("created the cluster CA", "secret", pki.CASecret(c), "region", p.Primary().Name)
 	}
 	trust := ca.CertPEM()
 	for _, r := range p.Regions {
 		sm := client(r.Name)
-		have, _, err := get(ctx, sm, TrustSecret(c))
+		have, _, err := get(ctx, sm, pki.TrustSecret(c))
 		if err != nil {
 			return res, err
 		}
 		if have == trust {
 			continue
 		}
-		if err := put(ctx, sm, c, TrustSecret(c), trust, fmt.Sprintf("pgha %s: the cluster CA's certificate, which every node and client trusts", c.Name), ""); err != nil {
+		if err := put(ctx, sm, c, pki.TrustSecret(c), trust, fmt.Sprintf("pgha %s: the cluster CA's certificate, which every node and client trusts", c.Name), ""); err != nil {
 			return res, err
 		}
-		opts.Log.Info("wrote the CA certificate", "secret", TrustSecret(c), "region", r.Name)
+		opts.Log.Info("wrote the CA certificate", "secret", pki.TrustSecret(c), "region", r.Name)
 	}
 	byName := map[string]cluster.Node{}
 	for _, n := range p.Nodes {
@@ -104,7 +93,7 @@ func Ensure(ctx context.Context, p *cluster.Plan, client func(region string) Cli
 	for _, id := range pki.Identities(p) {
 		n := byName[id.Name]
 		sm := client(n.Region)
-		name := NodeSecret(c, n.Name)
+		name := pki.NodeSecret(c, n.Name)
 		have, _, err := get(ctx, sm, name)
 		if err != nil {
 			return res, err
@@ -134,14 +123,14 @@ func Ensure(ctx context.Context, p *cluster.Plan, client func(region string) Cli
 // ensureCA reads the CA, creating it if there is none. Two issuers racing
 // both read the one that won.
 func ensureCA(ctx context.Context, sm Client, c cluster.Config, now time.Time) (*pki.CA, bool, error) {
-	text, _, err := get(ctx, sm, CASecret(c))
+	text, _, err := get(ctx, sm, pki.CASecret(c))
 	if err != nil {
 		return nil, false, err
 	}
 	if text != "" {
 		ca, err := pki.ParseCA(text)
 		if err != nil {
-			return nil, false, fmt.Errorf("secret %s: %w", CASecret(c), err)
+			return nil, false, fmt.Errorf("secret %s: %w", pki.CASecret(c), err)
 		}
 		return ca, false, nil
 	}
@@ -154,7 +143,7 @@ func ensureCA(ctx context.Context, sm Client, c cluster.Config, now time.Time) (
 		return nil, false, err
 	}
 	_, err = sm.CreateSecret(ctx, &secretsmanager.CreateSecretInput{
-		Name:         aws.String(CASecret(c)),
+		Name:         aws.String(pki.CASecret(c)),
 		Description:  aws.String(fmt.Sprintf("pgha %s: the cluster CA's certificate and private key; only the certificate issuer reads it", c.Name)),
 		SecretString: aws.String(pemText),
 		Tags:         tags(c, ""),
@@ -164,7 +153,7 @@ func ensureCA(ctx context.Context, sm Client, c cluster.Config, now time.Time) (
 		return ensureCA(ctx, sm, c, now)
 	}
 	if err != nil {
-		return nil, false, fmt.Errorf("create secret %s: %w", CASecret(c), err)
+		return nil, false, fmt.Errorf("create secret %s: %w", pki.CASecret(c), err)
 	}
 	return ca, true, nil
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/pgha/pgha/cluster"
+	"github.com/pgha/pgha/pki"
 	"github.com/pgha/pgha/render"
 )
 
@@ -60,7 +61,7 @@ type Settings struct {
 	// SecretName is the Secrets Manager secret holding User's password.
 	SecretName string `json:"secretName"`
 	// TrustSecretName is the Secrets Manager secret holding the cluster
-	// CA's certificates (certs.TrustSecret): Patroni's REST API and
+	// CA's certificates (pki.TrustSecret): Patroni's REST API and
 	// PostgreSQL are verified against them.
 	TrustSecretName string `json:"trustSecretName"`
 	// APIUser and APISecretName are Patroni's REST API user and the secret
@@ -110,7 +111,7 @@ func SettingsFromPlan(p *cluster.Plan, region string, instanceIDs map[string]str
 		Database:         "postgres",
 		User:             cluster.HealthUser,
 		SecretName:       c.SecretName(cluster.SecretHealth),
-		TrustSecretName:  c.Name + "/tls/ca",
+		TrustSecretName:  pki.TrustSecret(c),
 		APIUser:          cluster.PatroniAPIUser,
 		APISecretName:    c.SecretName(cluster.SecretPatroniAPI),
 		ParameterPath:    ParameterPath(c.Name),

@@ -30,6 +30,17 @@ import (
 	"github.com/pgha/pgha/cluster"
 )
 
+// CASecret holds the CA's certificate and key, in the primary region; only
+// the issuer reads it.
+func CASecret(c cluster.Config) string { return c.Name + "/tls/ca-key" }
+
+// TrustSecret holds the CA certificates clients trust (PEM), in every
+// region of the plan.
+func TrustSecret(c cluster.Config) string { return c.Name + "/tls/ca" }
+
+// NodeSecret holds node's certificate and key (PEM), in the node's region.
+func NodeSecret(c cluster.Config, node string) string { return c.Name + "/tls/" + node }
+
 // Validity periods. A node certificate is renewed (Renew) when less than
 // RenewBefore of it is left; the issuer runs at every deploy and every day.
 const (
