@@ -127,11 +127,7 @@ func BootScript(p *cluster.Plan, n cluster.Node) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	type secretLine struct{ Var, Name string }
-	var secrets []secretLine
-	for _, v := range SecretEnv(n.Role) {
-		secrets = append(secrets, secretLine{v.Name, p.Config.SecretName(v.Secret)})
-	}
+	name := p.Config.SecretName
 	var buf bytes.Buffer
 	err = bootTmpl.Execute(&buf, map[string]any{
 		"Header":          Header,
@@ -142,8 +138,17 @@ func BootScript(p *cluster.Plan, n cluster.Node) (string, error) {
 		"Postgres":        n.Role == cluster.RolePostgres,
 		"Etcd":            n.Role == cluster.RoleEtcd,
 		"App":             n.Role == cluster.RoleApp,
-		"Secrets":         secrets,
-		"EnvFile":         EnvFile,
+		"HAProxy":         n.Role == cluster.RoleHAProxy,
+		"PatroniSecrets":  PatroniSecretsConfig,
+		"SuperSecret":     name(cluster.SecretSuperuser),
+		"ReplSecret":      name(cluster.SecretReplication),
+		"APISecret":       name(cluster.SecretPatroniAPI),
+		"StatsSecret":     name(cluster.SecretHAProxyStats),
+		"StatsUsers":      HAProxyStatsUsers,
+		"StatsUser":       cluster.HAProxyStatsUser,
+		"Userlist":        haproxyUserlist,
+		"TLSRefresh":      TLSRefreshScript,
+		"TLSTimer":        tlsRefreshTimer,
 		"AppSecret":       p.Config.SecretName(cluster.SecretApp),
 		"AppPasswordFile": AppPasswordFile,
 		"AppUID":          AppUID,
@@ -163,5 +168,29 @@ func BootScript(p *cluster.Plan, n cluster.Node) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("render boot script for %s: %w", n.Name, err)
 	}
-	return buf.String(), nil
+	return stripComments(buf.String()), nil
+}
+
+// stripComments drops the boot script's own comment lines (its first
+// paragraph, which says what it is, excepted), not those of the files it
+// writes: EC2 takes at most MaxUserData bytes, and the template
+// (templates/boot.sh) is where the comments are read.
+func stripComments(script string) string {
+	var out strings.Builder
+	inFile, header := false, true
+	for _, line := range strings.SplitAfter(script, "\n") {
+		trimmed := strings.TrimSpace(line)
+		switch {
+		case inFile:
+			inFile = strings.TrimRight(line, "\n") != heredocEnd
+		case header:
+			header = trimmed != ""
+		case strings.HasPrefix(trimmed, "#"):
+			continue
+		case strings.HasSuffix(trimmed, "<<'"+heredocEnd+"'"):
+			inFile = true
+		}
+		out.WriteString(line)
+	}
+	return out.String()
 }

@@ -4,13 +4,11 @@
 // runs as user data.
 //
 // Every function is pure: no I/O, no clock, the same bytes for the same
-// plan. Two runners use them. The CDK constructs put BootScript's output in
-// the instances' user data; the local cluster writes Files into each node's
-// private view of a Debian 13 root filesystem at the same absolute paths and
-// runs the same Services' commands without systemd. So the files the tests
-// exercise here are byte for byte the ones EC2 gets.
+// plan. The CDK constructs put BootScript's output in the instances' user
+// data, and the local cluster boots its nodes from the same bytes.
 //
-// No password ever appears in a rendered file. Nodes read them from Secrets
-// Manager at boot into root-only files (EnvFile, AppPasswordFile); the
-// daemons get them from their environment (see SecretEnv).
+// No password or key ever appears in a rendered file. Nodes read them from
+// Secrets Manager at boot into files only their daemon's user can read
+// (PatroniSecretsConfig, AppPasswordFile, HAProxyStatsUsers, KeyFile);
+// none is in a process's environment.
 package render

@@ -13,9 +13,10 @@ import (
 // etcdConfig is etcd 3.5's configuration file, in the order it is written.
 // Reference: https://etcd.io/docs/v3.5/op-guide/configuration/
 //
-// Traffic is plain HTTP: it stays inside the VPCs, and what crosses regions
-// goes over VPC peering, which AWS encrypts on its backbone. TLS between
-// members and for Patroni is future work.
+// Clients and peers speak TLS 1.3 only and must show a certificate of the
+// cluster CA (client-cert-auth, peer-client-cert-auth): Patroni shows its
+// node's; a peer likewise.
+// https://etcd.io/docs/v3.5/op-guide/security/
 type etcdConfig struct {
 	Name                     string   `yaml:"name"`
 	DataDir                  string   `yaml:"data-dir"`
@@ -33,6 +34,19 @@ type etcdConfig struct {
 	QuotaBackendBytes        int64    `yaml:"quota-backend-bytes"`
 	Logger                   string   `yaml:"logger"`
 	LogOutputs               []string `yaml:"log-outputs"`
+	ClientTransportSecurity  etcdTLS  `yaml:"client-transport-security"`
+	PeerTransportSecurity    etcdTLS  `yaml:"peer-transport-security"`
+	TLSMinVersion            string   `yaml:"tls-min-version"`
+}
+
+// etcdTLS is one of etcd's transport-security sections. etcd reads the
+// certificate and key again at every new connection, so a renewed one
+// needs no restart; the trusted CA file it reads once.
+type etcdTLS struct {
+	CertFile       string `yaml:"cert-file"`
+	KeyFile        string `yaml:"key-file"`
+	TrustedCAFile  string `yaml:"trusted-ca-file"`
+	ClientCertAuth bool   `yaml:"client-cert-auth"`
 }
 
 // EtcdYAML renders etcd's configuration (EtcdConfig) for etcd node n.
@@ -42,15 +56,16 @@ func EtcdYAML(p *cluster.Plan, n cluster.Node) ([]byte, error) {
 	}
 	var members []string
 	for _, e := range p.ByRole(cluster.RoleEtcd) {
-		members = append(members, fmt.Sprintf("%s=http://%s:%d", e.Name, e.IP, cluster.PortEtcdPeer))
+		members = append(members, fmt.Sprintf("%s=https://%s:%d", e.Name, e.IP, cluster.PortEtcdPeer))
 	}
-	peer := fmt.Sprintf("http://%s:%d", n.IP, cluster.PortEtcdPeer)
-	client := fmt.Sprintf("http://%s:%d", n.IP, cluster.PortEtcdClient)
+	peer := fmt.Sprintf("https://%s:%d", n.IP, cluster.PortEtcdPeer)
+	client := fmt.Sprintf("https://%s:%d", n.IP, cluster.PortEtcdClient)
+	tls := etcdTLS{CertFile: CertFile, KeyFile: KeyFile, TrustedCAFile: CAFile, ClientCertAuth: true}
 	cfg := etcdConfig{
 		Name:                     n.Name,
 		DataDir:                  EtcdDataDir,
 		ListenPeerURLs:           peer,
-		ListenClientURLs:         client + fmt.Sprintf(",http://127.0.0.1:%d", cluster.PortEtcdClient),
+		ListenClientURLs:         client + fmt.Sprintf(",https://127.0.0.1:%d", cluster.PortEtcdClient),
 		InitialAdvertisePeerURLs: peer,
 		AdvertiseClientURLs:      client,
 		// Static bootstrap: every member knows the others from the plan.
@@ -73,8 +88,11 @@ func EtcdYAML(p *cluster.Plan, n cluster.Node) ([]byte, error) {
 		// and reaching the quota would make etcd read-only (an alarm).
 		QuotaBackendBytes: 2 << 30,
 		// To stderr, which systemd's journal (or the local cluster) keeps.
-		Logger:     "zap",
-		LogOutputs: []string{"stderr"},
+		Logger:                  "zap",
+		LogOutputs:              []string{"stderr"},
+		ClientTransportSecurity: tls,
+		PeerTransportSecurity:   tls,
+		TLSMinVersion:           "TLS1.3",
 	}
 	var buf bytes.Buffer
 	buf.WriteString("# " + Header + "\n")

@@ -20,6 +20,7 @@ type patroniConfig struct {
 	Namespace  string            `yaml:"namespace"`
 	Name       string            `yaml:"name"`
 	RestAPI    patroniRestAPI    `yaml:"restapi"`
+	Ctl        patroniCtl        `yaml:"ctl"`
 	Etcd3      patroniEtcd3      `yaml:"etcd3"`
 	Bootstrap  *patroniBootstrap `yaml:"bootstrap,omitempty"`
 	Postgresql patroniPostgresql `yaml:"postgresql"`
@@ -30,11 +31,32 @@ type patroniConfig struct {
 type patroniRestAPI struct {
 	Listen         string `yaml:"listen"`
 	ConnectAddress string `yaml:"connect_address"`
+	Certfile       string `yaml:"certfile"`
+	Keyfile        string `yaml:"keyfile"`
+	// Authentication has no password: it is in PatroniSecretsConfig.
+	Authentication          patroniUser `yaml:"authentication"`
+	Allowlist               []string    `yaml:"allowlist"`
+	AllowlistIncludeMembers bool        `yaml:"allowlist_include_members"`
 }
 
+// patroniCtl is how Patroni calls its peers' REST API (and patronictl on
+// the node calls it): verifying them against the cluster CA. Patroni 4.0.7's
+// PatroniRequest takes ctl.cacert, else restapi.cafile (which would also
+// make the server ask clients for certificates), and the basic auth of
+// ctl.authentication, else restapi's (patroni/request.py).
+type patroniCtl struct {
+	Cacert string `yaml:"cacert"`
+}
+
+// patroniEtcd3: Patroni's own etcd v3 client (patroni/dcs/etcd3.py) over
+// TLS, with the node's certificate as its client certificate, which etcd
+// requires (client-cert-auth).
 type patroniEtcd3 struct {
 	Protocol string   `yaml:"protocol"`
 	Hosts    []string `yaml:"hosts"`
+	Cacert   string   `yaml:"cacert"`
+	Cert     string   `yaml:"cert"`
+	Key      string   `yaml:"key"`
 }
 
 // patroniBootstrap is the static part of Patroni's bootstrap section; its
@@ -143,10 +165,15 @@ type patroniPostgresql struct {
 	Basebackup     map[string]string      `yaml:"basebackup"`
 }
 
-// patroniUser has no password field on purpose: Patroni reads
-// PATRONI_<USER>_PASSWORD from its environment (see SecretEnv).
+// patroniUser has no password field on purpose: the boot script writes
+// the passwords to PatroniSecretsConfig, which Patroni merges over this
+// file. Sslmode and Sslrootcert make Patroni's replication and pg_rewind
+// connections verify the leader's certificate (verify-full: the CA and
+// the leader's address), as primary_conninfo and pg_rewind's source.
 type patroniUser struct {
-	Username string `yaml:"username"`
+	Username    string `yaml:"username"`
+	Sslmode     string `yaml:"sslmode,omitempty"`
+	Sslrootcert string `yaml:"sslrootcert,omitempty"`
 }
 
 type patroniWatchdog struct {
@@ -177,12 +204,24 @@ func PatroniYAML(p *cluster.Plan, n cluster.Node) ([]byte, error) {
 		Scope:     c.Name,
 		Namespace: PatroniNamespace,
 		Name:      n.Name,
+		// HTTPS with the node's certificate. Anyone the security groups
+		// let in may read (GET); the unsafe endpoints (POST /switchover,
+		// /restart, /reinitialize, PATCH /config, ...) need the API user's
+		// password and an address of a member or of the subnets the
+		// primary region's health checker runs in (the one that applies
+		// the dynamic configuration). Patroni answers 401 and 403.
+		// https://patroni.readthedocs.io/en/latest/yaml_configuration.html#rest-api
 		RestAPI: patroniRestAPI{
-			Listen:         fmt.Sprintf("%s:%d", n.IP, cluster.PortPatroni),
-			ConnectAddress: fmt.Sprintf("%s:%d", n.IP, cluster.PortPatroni),
+			Listen:                  fmt.Sprintf("%s:%d", n.IP, cluster.PortPatroni),
+			ConnectAddress:          fmt.Sprintf("%s:%d", n.IP, cluster.PortPatroni),
+			Certfile:                CertFile,
+			Keyfile:                 KeyFile,
+			Authentication:          patroniUser{Username: cluster.PatroniAPIUser},
+			Allowlist:               APIAllowlist(p),
+			AllowlistIncludeMembers: true,
 		},
-		// Plain HTTP inside the VPCs, like etcd itself (see EtcdYAML).
-		Etcd3: patroniEtcd3{Protocol: "http", Hosts: etcdHosts},
+		Ctl:   patroniCtl{Cacert: CAFile},
+		Etcd3: patroniEtcd3{Protocol: "https", Hosts: etcdHosts, Cacert: CAFile, Cert: CertFile, Key: KeyFile},
 		Bootstrap: &patroniBootstrap{
 			// Checksums catch storage corruption; Patroni passes these to
 			// initdb as --encoding=UTF8 --locale=C.UTF-8 --data-checksums.
@@ -202,14 +241,21 @@ func PatroniYAML(p *cluster.Plan, n cluster.Node) ([]byte, error) {
 			// otherwise it would pick "localhost", which may be ::1.
 			UseUnixSocket: true,
 			Authentication: map[string]patroniUser{
-				"superuser":   {Username: cluster.SuperUser},
-				"replication": {Username: cluster.ReplicationUser},
+				"superuser":   {Username: cluster.SuperUser, Sslmode: "verify-full", Sslrootcert: CAFile},
+				"replication": {Username: cluster.ReplicationUser, Sslmode: "verify-full", Sslrootcert: CAFile},
 				// No rewind user: Patroni uses the superuser for pg_rewind.
 			},
 			Parameters: map[string]string{
 				"unix_socket_directories": SocketDir,
-				"logging_collector":       "on",
-				"log_directory":           LogDir,
+				// TLS 1.3 only, with the node's certificate; pg_hba.conf
+				// accepts remote connections only over it (hostssl).
+				// https://www.postgresql.org/docs/17/ssl-tcp.html
+				"ssl":                      "on",
+				"ssl_cert_file":            CertFile,
+				"ssl_key_file":             KeyFile,
+				"ssl_min_protocol_version": "TLSv1.3",
+				"logging_collector":        "on",
+				"log_directory":            LogDir,
 				// One file per weekday, overwritten a week later.
 				"log_filename":             "postgresql-%a.log",
 				"log_truncate_on_rotation": "on",
@@ -250,10 +296,12 @@ func PatroniYAML(p *cluster.Plan, n cluster.Node) ([]byte, error) {
 
 // pgHba returns pg_hba.conf's lines. The first matching line decides, so the
 // order matters. Every network login uses scram-sha-256, and only addresses
-// of the cluster's own VPCs and the node itself can log in at all.
+// of the cluster's own VPCs and the node itself can log in at all; from
+// another host only over TLS (hostssl), on the node itself (127.0.0.1)
+// also without.
 // https://www.postgresql.org/docs/17/auth-pg-hba-conf.html
 func pgHba(p *cluster.Plan) []string {
-	const line = "%-5s %-11s %-11s %-18s %s"
+	const line = "%-7s %-11s %-11s %-18s %s"
 	su, repl := cluster.SuperUser, cluster.ReplicationUser
 	out := []string{
 		// Operators: sudo -u postgres psql. Patroni itself connects here too.
@@ -266,8 +314,8 @@ func pgHba(p *cluster.Plan) []string {
 	for _, n := range p.ByRole(cluster.RolePostgres) {
 		host := netip.PrefixFrom(n.IP, 32).String()
 		out = append(out,
-			fmt.Sprintf(line, "host", "all", su, host, "scram-sha-256"),
-			fmt.Sprintf(line, "host", "replication", repl, host, "scram-sha-256"))
+			fmt.Sprintf(line, "hostssl", "all", su, host, "scram-sha-256"),
+			fmt.Sprintf(line, "hostssl", "replication", repl, host, "scram-sha-256"))
 	}
 	out = append(out,
 		fmt.Sprintf(line, "host", "all", su, "all", "reject"),
@@ -276,7 +324,7 @@ func pgHba(p *cluster.Plan) []string {
 	cidrs := p.CIDRs()
 	slices.SortFunc(cidrs, func(a, b netip.Prefix) int { return a.Addr().Compare(b.Addr()) })
 	for _, c := range cidrs {
-		out = append(out, fmt.Sprintf(line, "host", "all", "all", c.String(), "scram-sha-256"))
+		out = append(out, fmt.Sprintf(line, "hostssl", "all", "all", c.String(), "scram-sha-256"))
 	}
 	for i, l := range out {
 		out[i] = trimRight(l)
@@ -291,6 +339,25 @@ func trimRight(s string) string {
 	return s
 }
 
+// APIAllowlist is where, besides the members, Patroni's unsafe REST
+// endpoints may be called from: the private subnets of the primary region,
+// where its health checker runs (the only client that PATCHes /config,
+// restarts members and switches over). Operators call them on a node
+// (patronictl there).
+func APIAllowlist(p *cluster.Plan) []string {
+	var out []string
+	for _, s := range p.Primary().PrivateSubnets {
+		out = append(out, s.String())
+	}
+	return out
+}
+
+// PatroniSecretsConfig is the part of Patroni's configuration that holds
+// passwords (superuser, replication, REST API), written at boot from
+// Secrets Manager, readable only by postgres. Patroni merges it over
+// PatroniNodeConfig, so that no password is in any process's environment.
+const PatroniSecretsConfig = PatroniConfig + "/30-secrets.yml"
+
 var postBootstrapTmpl = parse("templates/post-bootstrap.sh")
 
 // PostBootstrap renders PostBootstrapScript, which Patroni runs once, on the
@@ -300,11 +367,14 @@ var postBootstrapTmpl = parse("templates/post-bootstrap.sh")
 func PostBootstrap(p *cluster.Plan) (string, error) {
 	var buf bytes.Buffer
 	err := postBootstrapTmpl.Execute(&buf, map[string]any{
-		"Header":     Header,
-		"Psql":       BinDir + "/psql",
-		"AppUser":    cluster.AppUser,
-		"HealthUser": cluster.HealthUser,
-		"Database":   p.Config.App.Database,
+		"Header":       Header,
+		"Region":       p.Primary().Name,
+		"AppSecret":    p.Config.SecretName(cluster.SecretApp),
+		"HealthSecret": p.Config.SecretName(cluster.SecretHealth),
+		"Psql":         BinDir + "/psql",
+		"AppUser":      cluster.AppUser,
+		"HealthUser":   cluster.HealthUser,
+		"Database":     p.Config.App.Database,
 	})
 	if err != nil {
 		return "", fmt.Errorf("render post-bootstrap: %w", err)

@@ -26,10 +26,6 @@ const (
 	// PostBootstrapScript is run once by Patroni on the node that
 	// initialises the cluster; it creates the app and health roles.
 	PostBootstrapScript = "/usr/local/lib/pgha/post-bootstrap"
-	// EnvFile holds the PATRONI_* and PGHA_* passwords (see SecretEnv). It is
-	// written at boot, root-only (0600), and read by systemd, never by the
-	// daemon itself.
-	EnvFile = "/etc/pgha/patroni.env"
 	// EtcdConfig is the etcd configuration file (etcd --config-file).
 	EtcdConfig = "/etc/pgha/etcd.yml"
 	// HAProxyConfig is Debian's haproxy.service's configuration file.
@@ -92,10 +88,8 @@ type Dir struct {
 	Owner string // user name; group is the user's own
 }
 
-// Service is one long-running process of a node. The systemd units are
-// rendered from it, and the local cluster runs Command directly (as User,
-// with the variables of EnvFile in its environment), so the two cannot
-// drift.
+// Service is one long-running process of a node, from which its systemd
+// unit is rendered.
 type Service struct {
 	// Unit is the systemd unit name, e.g. "pgha-patroni.service".
 	Unit string
@@ -105,8 +99,6 @@ type Service struct {
 	User string
 	// Command is the argv of ExecStart, absolute program path first.
 	Command []string
-	// EnvFile is a KEY=value file whose variables Command needs, or "".
-	EnvFile string
 	// Packaged is true when the unit ships with the Debian package
 	// (haproxy.service): pgha renders its configuration, not its unit.
 	Packaged bool
@@ -114,36 +106,11 @@ type Service struct {
 	unit unitOptions // systemd-only settings
 }
 
-// SecretVar is one environment variable a node's services read a password
-// from, and the Secrets Manager secret it comes from.
-type SecretVar struct {
-	Name   string // e.g. "PATRONI_SUPERUSER_PASSWORD"
-	Secret cluster.Secret
-}
-
-// SecretEnv lists the variables of EnvFile for a role, in a fixed order:
-// Patroni reads PATRONI_SUPERUSER_PASSWORD and PATRONI_REPLICATION_PASSWORD
-// (it merges PATRONI_* variables over its configuration file), and the
-// post-bootstrap script reads PGHA_APP_PASSWORD and PGHA_HEALTH_PASSWORD
-// from the environment Patroni passes on. Only PostgreSQL nodes have an
-// EnvFile; app nodes get AppPasswordFile instead.
-func SecretEnv(role cluster.Role) []SecretVar {
-	if role != cluster.RolePostgres {
-		return nil
-	}
-	return []SecretVar{
-		{"PATRONI_SUPERUSER_PASSWORD", cluster.SecretSuperuser},
-		{"PATRONI_REPLICATION_PASSWORD", cluster.SecretReplication},
-		{"PGHA_APP_PASSWORD", cluster.SecretApp},
-		{"PGHA_HEALTH_PASSWORD", cluster.SecretHealth},
-	}
-}
-
 // Files returns every file node n gets, sorted by path: configuration,
 // scripts and systemd units (under /etc/systemd/system). The boot script
-// writes exactly these, and so does the local cluster; secrets are not
-// among them (see SecretEnv and AppPasswordFile), nor what it fetches
-// (see Fetched).
+// writes exactly these; secrets are not among them (PatroniSecretsConfig,
+// AppPasswordFile, HAProxyStatsUsers and the TLS files are written from
+// Secrets Manager at boot), nor what it fetches (see Fetched).
 func Files(p *cluster.Plan, n cluster.Node) ([]File, error) {
 	var files []File
 	add := func(path string, mode fs.FileMode, owner, content string) {
@@ -175,6 +142,7 @@ func Files(p *cluster.Plan, n cluster.Node) ([]File, error) {
 			return nil, err
 		}
 		add(HAProxyConfig, 0o644, "root", c)
+		add(haproxyDropInPath, 0o644, "root", haproxyDropIn)
 	case cluster.RoleApp:
 		add(ECRLoginScript, 0o755, "root", ecrLogin)
 		run, err := AppRun(p, n)
@@ -183,6 +151,14 @@ func Files(p *cluster.Plan, n cluster.Node) ([]File, error) {
 		}
 		add(AppRunScript, 0o755, "root", run)
 	}
+	tls, err := TLSRefresh(p, n)
+	if err != nil {
+		return nil, err
+	}
+	add(TLSRefreshScript, 0o755, "root", tls)
+	unit, timer := tlsUnits(n)
+	add(UnitDir+"/"+tlsRefreshUnit, 0o644, "root", unit)
+	add(UnitDir+"/"+tlsRefreshTimer, 0o644, "root", timer)
 	svcs, err := Services(p, n)
 	if err != nil {
 		return nil, err

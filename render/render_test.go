@@ -104,10 +104,7 @@ func TestGolden(t *testing.T) {
 				fmt.Fprintf(&manifest, "  file %04o %-8s %s\n", f.Mode, f.Owner, f.Path)
 			}
 			for _, s := range svcs {
-				fmt.Fprintf(&manifest, "  service %s user=%s env=%q packaged=%v\n    %q\n", s.Unit, s.User, s.EnvFile, s.Packaged, s.Command)
-			}
-			for _, v := range SecretEnv(n.Role) {
-				fmt.Fprintf(&manifest, "  secret env %s from %s\n", v.Name, p.Config.SecretName(v.Secret))
+				fmt.Fprintf(&manifest, "  service %s user=%s packaged=%v\n    %q\n", s.Unit, s.User, s.Packaged, s.Command)
 			}
 			if n.Role == cluster.RoleApp {
 				env := AppEnv(p, n)
@@ -236,8 +233,8 @@ var (
 )
 
 // No password can be in a rendered file: renderers never get one, and no
-// file has a password setting with a value (daemons read them from the
-// environment).
+// file has a password setting with a value (the boot fills them in from
+// Secrets Manager).
 func TestNoPasswordInFiles(t *testing.T) {
 	each(t, func(t *testing.T, p *cluster.Plan, n cluster.Node) {
 		s, err := BootScript(p, n)
@@ -253,8 +250,13 @@ func TestNoPasswordInFiles(t *testing.T) {
 			texts[f.Path] = f.Content
 		}
 		for name, text := range texts {
-			for _, m := range passwordValue.FindAllString(text, -1) {
-				t.Errorf("%s sets a password: %q", name, m)
+			for _, m := range passwordValue.FindAllStringSubmatch(text, -1) {
+				// A reference is no value: a shell variable or command
+				// substitution, or a printf verb the boot fills in.
+				if v := m[2]; strings.HasPrefix(v, "$") || strings.HasPrefix(v, "'%s'") {
+					continue
+				}
+				t.Errorf("%s sets a password: %q", name, m[0])
 			}
 			for _, m := range sqlPassword.FindAllString(text, -1) {
 				t.Errorf("%s has a password literal: %q", name, m)
@@ -293,20 +295,28 @@ func findKey(v any, key, path string) (string, bool) {
 	return "", false
 }
 
-// Every password variable the post-bootstrap script needs is one the boot
-// script writes to EnvFile.
-func TestPostBootstrapReadsSecretEnv(t *testing.T) {
-	s, err := PostBootstrap(plans(t)["default"])
+// The post-bootstrap script reads the app's and the health checker's
+// passwords itself, from the primary region's Secrets Manager: no process
+// on a PostgreSQL node holds them in its environment.
+func TestPostBootstrapReadsItsSecrets(t *testing.T) {
+	p := plans(t)["default"]
+	s, err := PostBootstrap(p)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var names []string
-	for _, v := range SecretEnv(cluster.RolePostgres) {
-		names = append(names, v.Name)
+	for _, sec := range []cluster.Secret{cluster.SecretApp, cluster.SecretHealth} {
+		want := "--region " + p.Primary().Name + " --secret-id \"$1\""
+		if !strings.Contains(s, "read_secret "+p.Config.SecretName(sec)+")") || !strings.Contains(s, want) {
+			t.Errorf("post-bootstrap does not read %s from Secrets Manager in %s", p.Config.SecretName(sec), p.Primary().Name)
+		}
 	}
-	for _, m := range regexp.MustCompile(`PGHA_[A-Z_]+`).FindAllString(s, -1) {
-		if !slices.Contains(names, m) {
-			t.Errorf("post-bootstrap reads %s, which SecretEnv does not provide", m)
+	for _, n := range p.ByRole(cluster.RolePostgres) {
+		boot, err := BootScript(p, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(boot, "PGHA_APP_PASSWORD=") && !strings.Contains(s, "PGHA_APP_PASSWORD=$(read_secret") || strings.Contains(boot, "EnvironmentFile") {
+			t.Errorf("%s's boot puts a password in an environment", n.Name)
 		}
 	}
 }
@@ -346,7 +356,7 @@ func TestPatroniYAML(t *testing.T) {
 }
 
 // checkHba: only scram-sha-256 over the network, only from the cluster's
-// CIDRs, PostgreSQL nodes and 127.0.0.1, and replication only for the
+// CIDRs, PostgreSQL nodes and 127.0.0.1, only over TLS but from 127.0.0.1, and replication only for the
 // replication user from PostgreSQL nodes (or the node itself).
 func checkHba(t *testing.T, p *cluster.Plan, lines []string) {
 	t.Helper()
@@ -363,12 +373,14 @@ func checkHba(t *testing.T, p *cluster.Plan, lines []string) {
 		f := strings.Fields(l)
 		switch {
 		case f[0] == "local":
-			if l != "local all         postgres                       peer" {
+			if l != "local   all         postgres                       peer" {
 				t.Errorf("pg_hba: unexpected local line %q", l)
 			}
-		case len(f) != 5 || f[0] != "host":
+		case len(f) != 5 || f[0] != "host" && f[0] != "hostssl":
 			t.Errorf("pg_hba: unexpected line %q", l)
 		case f[4] == "reject":
+		case f[0] == "host" && f[3] != "127.0.0.1/32":
+			t.Errorf("pg_hba: %q admits another host without TLS (hostssl)", l)
 		case f[4] != "scram-sha-256":
 			t.Errorf("pg_hba: %q does not use scram-sha-256", l)
 		case !allowed[f[3]]:
@@ -397,7 +409,7 @@ func TestEtcdYAML(t *testing.T) {
 		}
 		members := strings.Split(got.InitialCluster, ",")
 		for _, e := range p.ByRole(cluster.RoleEtcd) {
-			if !slices.Contains(members, e.Name+"=http://"+e.IP.String()+":2380") {
+			if !slices.Contains(members, e.Name+"=https://"+e.IP.String()+":2380") {
 				t.Errorf("initial-cluster %q lacks %s", got.InitialCluster, e.Name)
 			}
 		}
@@ -410,6 +422,14 @@ func TestEtcdYAML(t *testing.T) {
 		if got.InitialClusterToken != p.Config.Name || !strings.Contains(got.ListenClientURLs, n.IP.String()) {
 			t.Errorf("token %q client URLs %q", got.InitialClusterToken, got.ListenClientURLs)
 		}
+		if strings.Contains(got.ListenClientURLs+got.ListenPeerURLs, "http:") {
+			t.Errorf("etcd listens without TLS: %q %q", got.ListenClientURLs, got.ListenPeerURLs)
+		}
+		for _, sec := range []etcdTLS{got.ClientTransportSecurity, got.PeerTransportSecurity} {
+			if !sec.ClientCertAuth || sec.TrustedCAFile != CAFile || sec.CertFile != CertFile || sec.KeyFile != KeyFile {
+				t.Errorf("etcd transport security %+v: want client certificates of the CA required", sec)
+			}
+		}
 	})
 }
 
@@ -420,7 +440,7 @@ func TestHAProxyHasEveryPostgresNode(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, n := range p.ByRole(cluster.RolePostgres) {
-			line := fmt.Sprintf("    server %s %s:5432 check port 8008\n", n.Name, n.IP)
+			line := fmt.Sprintf("    server %s %s:5432 check port 8008 verifyhost %s\n", n.Name, n.IP, n.Name)
 			if c := strings.Count(cfg, line); c != 2 {
 				t.Errorf("%s: %q appears %d times, want 2 (primary and replicas)", name, line, c)
 			}
@@ -466,9 +486,6 @@ func TestUnitsMatchServices(t *testing.T) {
 					t.Errorf("%s lacks %q", s.Unit, want)
 				}
 			}
-			if s.EnvFile != "" && !strings.Contains(u, "EnvironmentFile="+s.EnvFile+"\n") {
-				t.Errorf("%s lacks its EnvironmentFile", s.Unit)
-			}
 		}
 	})
 }
@@ -488,7 +505,7 @@ func TestAppEnv(t *testing.T) {
 		if r, _ := p.Region(n.Region); !r.CIDR.Contains(first.Addr()) {
 			t.Errorf("%s in %s: DATABASE_URL %s does not start with its own region's HAProxy", n.Name, n.Region, u)
 		}
-		if !strings.HasSuffix(u, "/"+p.Config.App.Database+"?target_session_attrs=read-write&connect_timeout=2") {
+		if !strings.HasSuffix(u, "/"+p.Config.App.Database+"?target_session_attrs=read-write&connect_timeout=2&sslmode=verify-full&sslrootcert="+CAFile) {
 			t.Errorf("DATABASE_URL %s", u)
 		}
 	}

@@ -70,7 +70,6 @@ func Services(p *cluster.Plan, n cluster.Node) ([]Service, error) {
 			Description: "pgha Patroni and PostgreSQL 17 (" + p.Config.Name + "/" + n.Name + ")",
 			User:        "postgres",
 			Command:     []string{"/usr/bin/patroni", PatroniConfig},
-			EnvFile:     EnvFile,
 			// Follows Patroni's own unit (extras/startup-scripts/patroni.service).
 			unit: unitOptions{
 				After:             []string{"network-online.target"},
@@ -129,13 +128,14 @@ var appRunTmpl = parse("templates/app-run.sh")
 func AppRun(p *cluster.Plan, n cluster.Node) (string, error) {
 	env := AppEnv(p, n)
 	env["DATABASE_PASSWORD_FILE"] = containerPasswordFile
+	env["DATABASE_URL"] = strings.Replace(env["DATABASE_URL"], "sslrootcert="+CAFile, "sslrootcert="+containerCAFile, 1)
 	// The node's own network: the app listens on the node's port, and no
 	// bridge or NAT sits between it and the HAProxy nodes.
 	run := []string{"podman", "run", "--rm", "--name", AppContainer, "--network=host"}
 	for _, k := range sortedKeys(env) {
 		run = append(run, "-e", k+"="+env[k])
 	}
-	run = append(run, "-v", AppPasswordFile+":"+containerPasswordFile+":ro")
+	run = append(run, "-v", AppPasswordFile+":"+containerPasswordFile+":ro", "-v", CAFile+":"+containerCAFile+":ro")
 	for i, a := range run {
 		run[i] = shellQuote(a)
 	}
@@ -163,8 +163,12 @@ func shellQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
-// containerPasswordFile is where the app container sees AppPasswordFile.
-const containerPasswordFile = "/run/secrets/db-password"
+// containerPasswordFile and containerCAFile are where the app container
+// sees AppPasswordFile and CAFile.
+const (
+	containerPasswordFile = "/run/secrets/db-password"
+	containerCAFile       = "/run/secrets/ca.crt"
+)
 
 // AppEnv is the environment of the app on node n, as the local cluster
 // runs the app binary (the container gets the same, with
@@ -178,8 +182,10 @@ func AppEnv(p *cluster.Plan, n cluster.Node) map[string]string {
 		hosts = append(hosts, fmt.Sprintf("%s:%d", h.IP, cluster.PortHAProxyWrite))
 	}
 	return map[string]string{
-		"DATABASE_URL": fmt.Sprintf("postgres://%s@%s/%s?target_session_attrs=read-write&connect_timeout=2",
-			cluster.AppUser, strings.Join(hosts, ","), p.Config.App.Database),
+		// verify-full through HAProxy, which passes TLS through: every
+		// PostgreSQL node's certificate names every HAProxy address.
+		"DATABASE_URL": fmt.Sprintf("postgres://%s@%s/%s?target_session_attrs=read-write&connect_timeout=2&sslmode=verify-full&sslrootcert=%s",
+			cluster.AppUser, strings.Join(hosts, ","), p.Config.App.Database, CAFile),
 		"DATABASE_PASSWORD_FILE": AppPasswordFile,
 		"PORT":                   fmt.Sprint(cluster.PortApp),
 	}

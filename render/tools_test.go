@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +15,7 @@ import (
 	"time"
 
 	"github.com/pgha/pgha/cluster"
+	"github.com/pgha/pgha/pki"
 )
 
 // These tests validate rendered files with the real tools: shellcheck from
@@ -54,6 +57,90 @@ func tempInRoot(t *testing.T, root string) (host, inRoot string) {
 	}
 	t.Cleanup(func() { os.RemoveAll(host) })
 	return host, strings.TrimPrefix(host, root)
+}
+
+// tlsFiles writes what tls-refresh installs, for every node of p: a CA of
+// the test's own in host/tls/ca.crt and, for a node with a certificate,
+// its node.crt and node.key in host/tls/<node>/. conf rewrites a rendered
+// file's TLS paths to those (inRoot is host as the chroot sees it).
+func tlsFiles(t *testing.T, p *cluster.Plan, host, inRoot string) (conf func(node string, text []byte) []byte) {
+	t.Helper()
+	ca, err := pki.NewCA(p.Config.Name, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(host, "tls")
+	write := func(path, content string, mode os.FileMode) {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(content), mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(filepath.Join(dir, "ca.crt"), ca.CertPEM(), 0o644)
+	var etcdIPs []netip.Addr
+	for _, n := range p.ByRole(cluster.RoleEtcd) {
+		etcdIPs = append(etcdIPs, n.IP)
+	}
+	for _, id := range pki.Identities(p) {
+		// The test's members share one namespace, so a member may dial a
+		// peer from another member's address, and etcd checks a peer's
+		// certificate against the address it comes from: each names all.
+		if n, _ := p.Node(id.Name); n.Role == cluster.RoleEtcd {
+			id.IPs = append(id.IPs, etcdIPs...)
+		}
+		text, err := ca.Issue(id, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		i := strings.Index(text, "-----BEGIN PRIVATE KEY")
+		write(filepath.Join(dir, id.Name, "node.crt"), text[:i], 0o644)
+		write(filepath.Join(dir, id.Name, "node.key"), text[i:], 0o644)
+	}
+	return func(node string, text []byte) []byte {
+		text = bytes.ReplaceAll(text, []byte(CAFile), []byte(inRoot+"/tls/ca.crt"))
+		text = bytes.ReplaceAll(text, []byte(CertFile), []byte(inRoot+"/tls/"+node+"/node.crt"))
+		return bytes.ReplaceAll(text, []byte(KeyFile), []byte(inRoot+"/tls/"+node+"/node.key"))
+	}
+}
+
+// motoServer starts Debian 13's moto server from root on a free port of
+// 127.0.0.1 and returns its URL.
+func motoServer(t *testing.T, root string) string {
+	t.Helper()
+	rootfs(t, "usr/bin/moto_server")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	_, port, _ := net.SplitHostPort(addr)
+	var log bytes.Buffer
+	cmd := exec.Command("chroot", root, "/usr/bin/env", "-i", "PATH=/usr/bin:/bin", "HOME=/root", "/usr/bin/moto_server", "-H", "127.0.0.1", "-p", port)
+	cmd.Stdout, cmd.Stderr = &log, &log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		if t.Failed() {
+			t.Logf("moto server log:\n%s", log.String())
+		}
+	})
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+			return "http://" + addr
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("moto server not listening on %s after 30 s", addr)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 func run(t *testing.T, name string, args ...string) (string, error) {
@@ -113,6 +200,9 @@ func TestHAProxyAcceptsConfig(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		cfg = string(tlsFiles(t, p, host, inRoot)("", []byte(cfg)))
+		// The userlist the boot writes, here with a hash of a test password.
+		cfg += "\nuserlist " + haproxyUserlist + "\n    user pgha password $6$pghatest$zrnyVVHALlh1B/atdVP0kssLo7i6YoXbSeDaQWnLPqm4MwOxSpjol9CqU/ZXI/wIsaFbzT6FfVVrK2WgMvONT/\n"
 		if err := os.WriteFile(filepath.Join(host, name+".cfg"), []byte(cfg), 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -169,6 +259,7 @@ func TestEtcdAndPatroniAcceptConfig(t *testing.T) {
 	}
 	ns := netns(t, ips...)
 	host, inRoot := tempInRoot(t, root)
+	tlsConf := tlsFiles(t, p, host, inRoot)
 
 	var endpoints []string
 	for _, n := range p.ByRole(cluster.RoleEtcd) {
@@ -179,7 +270,8 @@ func TestEtcdAndPatroniAcceptConfig(t *testing.T) {
 		// Same configuration but a data directory of the test's own, and no
 		// 127.0.0.1 listener (the members share the namespace).
 		y = bytes.Replace(y, []byte("data-dir: "+EtcdDataDir), []byte("data-dir: "+inRoot+"/"+n.Name), 1)
-		y = bytes.Replace(y, []byte(",http://127.0.0.1:2379"), nil, 1)
+		y = bytes.Replace(y, []byte(",https://127.0.0.1:2379"), nil, 1)
+		y = tlsConf(n.Name, y)
 		conf := filepath.Join(host, n.Name+".yml")
 		if err := os.WriteFile(conf, y, 0o644); err != nil {
 			t.Fatal(err)
@@ -198,12 +290,15 @@ func TestEtcdAndPatroniAcceptConfig(t *testing.T) {
 				t.Logf("%s log:\n%s", n.Name, log.String())
 			}
 		})
-		endpoints = append(endpoints, fmt.Sprintf("http://%s:2379", n.IP))
+		endpoints = append(endpoints, fmt.Sprintf("https://%s:2379", n.IP))
 	}
+	// etcdctl as Patroni connects: with a PostgreSQL node's certificate.
+	pg1 := p.ByRole(cluster.RolePostgres)[0].Name
+	etcdctl := []string{"ip", "netns", "exec", ns, "chroot", root, "/usr/bin/etcdctl",
+		"--cacert", inRoot + "/tls/ca.crt", "--cert", inRoot + "/tls/" + pg1 + "/node.crt", "--key", inRoot + "/tls/" + pg1 + "/node.key"}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		out, err := run(t, "ip", "netns", "exec", ns, "chroot", root, "/usr/bin/etcdctl",
-			"--endpoints", strings.Join(endpoints, ","), "endpoint", "health")
+		out, err := run(t, etcdctl[0], append(etcdctl[1:], "--endpoints", strings.Join(endpoints, ","), "endpoint", "health")...)
 		if err == nil {
 			break
 		}
@@ -211,6 +306,13 @@ func TestEtcdAndPatroniAcceptConfig(t *testing.T) {
 			t.Fatalf("etcd cluster from the rendered configs not healthy after 30 s: %v\n%s", err, out)
 		}
 		time.Sleep(500 * time.Millisecond)
+	}
+
+	// Without a client certificate etcd refuses (client-cert-auth).
+	out, err := run(t, "ip", "netns", "exec", ns, "chroot", root, "/usr/bin/etcdctl", "--cacert", inRoot+"/tls/ca.crt",
+		"--dial-timeout", "2s", "--command-timeout", "3s", "--endpoints", endpoints[0], "get", "/x")
+	if err == nil {
+		t.Errorf("etcdctl without a client certificate was served:\n%s", out)
 	}
 
 	// Patroni reads its configuration directory as the node has it: the
@@ -233,10 +335,15 @@ func TestEtcdAndPatroniAcceptConfig(t *testing.T) {
 		}
 		for _, f := range files {
 			if filepath.Dir(f.Path) == PatroniConfig {
-				if err := os.WriteFile(filepath.Join(dir, filepath.Base(f.Path)), []byte(f.Content), 0o644); err != nil {
+				if err := os.WriteFile(filepath.Join(dir, filepath.Base(f.Path)), tlsConf(n.Name, []byte(f.Content)), 0o644); err != nil {
 					t.Fatal(err)
 				}
 			}
+		}
+		// What the boot writes from Secrets Manager.
+		secrets := "postgresql:\n  authentication:\n    superuser:\n      password: 'a'\n    replication:\n      password: 'b'\nrestapi:\n  authentication:\n    password: 'c'\n"
+		if err := os.WriteFile(filepath.Join(dir, filepath.Base(PatroniSecretsConfig)), []byte(secrets), 0o644); err != nil {
+			t.Fatal(err)
 		}
 		out, err := run(t, "ip", "netns", "exec", ns, "chroot", root, "/usr/bin/patroni", "--validate-config", inRoot+"/"+n.Name)
 		if err != nil || regexp.MustCompile(`\S`).MatchString(out) {
@@ -279,18 +386,27 @@ func TestPostBootstrapCreatesRoles(t *testing.T) {
 	t.Cleanup(func() { asPostgres(nil, bin+"/pg_ctl", "-D", data, "-m", "immediate", "stop") })
 
 	conn := fmt.Sprintf("host=%s user=postgres dbname=postgres", inRoot)
-	env := []string{"PGHA_APP_PASSWORD=app-secret-1", "PGHA_HEALTH_PASSWORD=health-secret-2"}
+	// The script reads the passwords from Secrets Manager with the AWS CLI:
+	// here Debian's moto server, which has no secrets yet.
+	endpoint := motoServer(t, root)
+	env := []string{"AWS_ENDPOINT_URL=" + endpoint, "AWS_ACCESS_KEY_ID=test", "AWS_SECRET_ACCESS_KEY=test"}
+	if out, err := asPostgres(env, "/bin/sh", inRoot+"/post-bootstrap", conn); err == nil {
+		t.Errorf("post-bootstrap ran without passwords:\n%s", out)
+	}
+	for sec, pw := range map[cluster.Secret]string{cluster.SecretApp: "app-secret-1", cluster.SecretHealth: "health-secret-2"} {
+		if out, err := asPostgres(env, "/usr/bin/aws", "secretsmanager", "create-secret", "--region", p.Primary().Name,
+			"--name", p.Config.SecretName(sec), "--secret-string", pw); err != nil {
+			t.Fatalf("create secret: %v\n%s", err, out)
+		}
+	}
 	for i := range 2 {
 		out, err := asPostgres(env, "/bin/sh", inRoot+"/post-bootstrap", conn)
 		if err != nil {
 			t.Fatalf("post-bootstrap run %d: %v\n%s", i+1, err, out)
 		}
-		if strings.Contains(out, "secret") {
+		if strings.Contains(out, "secret-") {
 			t.Errorf("post-bootstrap printed a password:\n%s", out)
 		}
-	}
-	if out, err := asPostgres(nil, "/bin/sh", inRoot+"/post-bootstrap", conn); err == nil {
-		t.Errorf("post-bootstrap ran without passwords:\n%s", out)
 	}
 	db := p.Config.App.Database
 	query := fmt.Sprintf(`SELECT r.rolname, r.rolcanlogin, r.rolsuper, r.rolpassword LIKE 'SCRAM-SHA-256$%%',

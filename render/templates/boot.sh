@@ -177,10 +177,10 @@ systemctl disable --now etcd.service
 {{- range .Dirs}}
 install -d -m {{printf "%04o" .Mode}} -o {{.Owner}} -g {{.Owner}} {{.Path}}
 {{- end}}
-{{- if or .Secrets .App}}
+{{- if or .Postgres .HAProxy .App}}
 
 # Passwords, from Secrets Manager by name. A password must be a plain
-# string that an environment file holds as is. The primary region's stack
+# string that a YAML quoted string holds as is. The primary region's stack
 # creates the secrets and deploys last, so another region's replica may
 # not exist yet: wait for it.
 read_secret() {
@@ -198,16 +198,34 @@ secret() {
 	printf '%s' "$value"
 }
 {{- end}}
-{{- if .Secrets}}
+{{- if .Postgres}}
+
+# Patroni's passwords, in a file Patroni merges over its configuration,
+# readable only by postgres: none is in Patroni's environment, and so
+# none in PostgreSQL's (the app's and the health checker's passwords are
+# read only by the post-bootstrap script).
 umask 077
-{
-{{- range .Secrets}}
-	value=$(secret {{.Name}})
-	printf '%s=%s\n' {{.Var}} "$value"
+superuser=$(secret {{.SuperSecret}})
+replication=$(secret {{.ReplSecret}})
+api=$(secret {{.APISecret}})
+printf "# %s\npostgresql:\n  authentication:\n    superuser:\n      password: '%s'\n    replication:\n      password: '%s'\nrestapi:\n  authentication:\n    password: '%s'\n" \
+	"{{.Header}}" "$superuser" "$replication" "$api" >{{.PatroniSecrets}}.new
+unset superuser replication api
+umask 022
+chown postgres:postgres {{.PatroniSecrets}}.new
+chmod 0600 {{.PatroniSecrets}}.new
+mv {{.PatroniSecrets}}.new {{.PatroniSecrets}}
+rm -f /etc/pgha/patroni.env
 {{- end}}
-} >{{.EnvFile}}.new
-unset value
-mv {{.EnvFile}}.new {{.EnvFile}}
+{{- if .HAProxy}}
+
+# The stats page's user, with the SHA-512 crypt hash of its password.
+umask 077
+install -d -m 0755 "$(dirname {{.StatsUsers}})"
+hash=$(secret {{.StatsSecret}} | openssl passwd -6 -stdin)
+printf '# %s\nuserlist {{.Userlist}}\n    user {{.StatsUser}} password %s\n' "{{.Header}}" "$hash" >{{.StatsUsers}}.new
+unset hash
+mv {{.StatsUsers}}.new {{.StatsUsers}}
 umask 022
 {{- end}}
 {{- if .App}}
@@ -246,6 +264,11 @@ read_parameter() {
 retry 0 read_parameter {{.Parameter}} | put {{.Path}} {{printf "%04o" .Mode}} {{.Owner}}
 {{- end}}
 {{- end}}
+
+
+# TLS: the cluster CA's certificate{{if or .Postgres .Etcd}}, and this node's certificate and key{{end}}.
+# The primary region's stack issues them (and deploys last): wait for them.
+retry 0 {{.TLSRefresh}} --no-reload
 {{- if .Postgres}}
 
 # Patroni's watchdog (its udev rule is above). Without the module Patroni
@@ -268,6 +291,8 @@ systemctl enable {{.Unit}}
 systemctl is-active --quiet {{.Unit}} || systemctl start {{.Unit}}
 {{- end}}
 {{- end}}
+# Renewed certificates are installed every day.
+systemctl enable --now {{.TLSTimer}}
 sha256sum <"$0" >{{.BootDone}}
 if [[ -n $degraded ]]; then
 	report "degraded: $degraded"

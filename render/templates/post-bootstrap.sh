@@ -2,15 +2,23 @@
 # {{.Header}}
 #
 # Patroni runs this once, on the node that initialises the cluster, with a
-# superuser connection URL as $1 and its own environment, which holds the
-# passwords. It creates the app's role and database and the health
-# checker's role; it is idempotent, so running it again is harmless.
+# superuser connection URL as $1. It creates the app's role and database
+# and the health checker's role; it is idempotent, so running it again is
+# harmless.
 #
-# Passwords reach psql through its environment and \getenv, never on a
-# command line or in the server log.
+# Their passwords are read here, from Secrets Manager, and nowhere else on
+# a PostgreSQL node: not in Patroni's nor in PostgreSQL's environment. They
+# reach psql through its own environment and \getenv, never on a command
+# line or in the server log.
 set -eu
 
+read_secret() {
+	aws secretsmanager get-secret-value --region {{.Region}} --secret-id "$1" --query SecretString --output text
+}
+PGHA_APP_PASSWORD=$(read_secret {{.AppSecret}})
+PGHA_HEALTH_PASSWORD=$(read_secret {{.HealthSecret}})
 : "${PGHA_APP_PASSWORD:?}" "${PGHA_HEALTH_PASSWORD:?}"
+export PGHA_APP_PASSWORD PGHA_HEALTH_PASSWORD
 
 {{.Psql}} --no-psqlrc --quiet --set=ON_ERROR_STOP=1 --dbname="$1" <<'SQL'
 SET log_statement = 'none';
@@ -28,6 +36,8 @@ REVOKE CONNECT, TEMPORARY ON DATABASE {{.Database}} FROM PUBLIC;
 SELECT 'CREATE ROLE {{.HealthUser}}' WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{{.HealthUser}}') \gexec
 ALTER ROLE {{.HealthUser}} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION PASSWORD :'health_password';
 GRANT CONNECT ON DATABASE postgres TO {{.HealthUser}};
+-- The slots of reserved_connections: clients cannot lock the checker out.
+GRANT pg_use_reserved_connections TO {{.HealthUser}};
 
 -- The app keeps its table in a schema named after its role, the first
 -- entry of the default search_path (see app/README.md, Grants).
