@@ -75,7 +75,7 @@ func waitConfigApplied(ctx context.Context, p *cluster.Plan, superPassword, want
 
 func configApplied(ctx context.Context, p *cluster.Plan, superPassword, want string) error {
 	for _, n := range p.ByRole(cluster.RolePostgres) {
-		base := fmt.Sprintf("http://%s:%d", n.IP, cluster.PortPatroni)
+		base := fmt.Sprintf("https://%s:%d", n.IP, cluster.PortPatroni)
 		var st struct {
 			PendingRestart bool `json:"pending_restart"`
 		}

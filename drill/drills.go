@@ -437,6 +437,9 @@ func Run(ctx context.Context, rc RunConfig, d Drill) (Result, error) {
 	p := c.Plan()
 	log := rc.Log.With("drill", d.Name)
 	res := Result{Drill: d.Name}
+	if err := useCluster(c); err != nil {
+		return res, err
+	}
 	before, err := WaitWhole(ctx, p, wholeTimeout)
 	if err != nil {
 		return res, fmt.Errorf("before %s: %w", d.Name, err)
@@ -464,6 +467,7 @@ func Run(ctx context.Context, rc RunConfig, d Drill) (Result, error) {
 		User:     cluster.AppUser,
 		Password: appPassword,
 		Database: p.Config.App.Database,
+		CAFile:   c.CAFile(),
 	}
 	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	err = Prepare(pctx, wc)
@@ -554,7 +558,7 @@ func etcdByLeadership(ctx context.Context, p *cluster.Plan) ([]string, error) {
 			} `json:"header"`
 			Leader string `json:"leader"`
 		}
-		url := "http://" + netip.AddrPortFrom(n.IP, cluster.PortEtcdClient).String() + "/v3/maintenance/status"
+		url := "https://" + netip.AddrPortFrom(n.IP, cluster.PortEtcdClient).String() + "/v3/maintenance/status"
 		req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader([]byte("{}")))
 		if err != nil {
 			return nil, err

@@ -9,14 +9,12 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"golang.org/x/sys/unix"
 
 	"github.com/pgha/pgha/cluster"
 	"github.com/pgha/pgha/internal/jsonget"
@@ -129,14 +127,26 @@ func (v View) Whole(p *cluster.Plan) error {
 	return nil
 }
 
+// patroniClient asks the local cluster's Patroni and etcd endpoints over
+// TLS; Up (and Run) set it from the cluster's CA and operator certificate.
 var patroniClient = &http.Client{Timeout: 2 * time.Second}
+
+// useCluster points patroniClient at c's CA and operator certificate.
+func useCluster(c *local.Cluster) error {
+	client, err := c.HTTPClient(2 * time.Second)
+	if err != nil {
+		return err
+	}
+	patroniClient = client
+	return nil
+}
 
 // Observe asks each PostgreSQL node's Patroni in turn for GET /cluster and
 // returns the first answer.
 func Observe(ctx context.Context, p *cluster.Plan) (View, error) {
 	var errs []error
 	for _, n := range p.ByRole(cluster.RolePostgres) {
-		url := "http://" + netip.AddrPortFrom(n.IP, cluster.PortPatroni).String() + "/cluster"
+		url := "https://" + netip.AddrPortFrom(n.IP, cluster.PortPatroni).String() + "/cluster"
 		var body struct {
 			Members []Member `json:"members"`
 		}
@@ -198,7 +208,7 @@ func etcdHealthy(ctx context.Context, p *cluster.Plan) error {
 		var h struct {
 			Health string `json:"health"`
 		}
-		url := "http://" + netip.AddrPortFrom(n.IP, cluster.PortEtcdClient).String() + "/health"
+		url := "https://" + netip.AddrPortFrom(n.IP, cluster.PortEtcdClient).String() + "/health"
 		if err := jsonget.Get(ctx, patroniClient, url, &h); err != nil {
 			errs = append(errs, fmt.Errorf("etcd %s: %w", n.Name, err))
 		} else if h.Health != "true" {
@@ -218,7 +228,7 @@ func patronisOnDCS(ctx context.Context, p *cluster.Plan) error {
 			DCSLastSeen int64 `json:"dcs_last_seen"`
 			Failsafe    bool  `json:"failsafe_mode_is_active"`
 		}
-		url := "http://" + netip.AddrPortFrom(n.IP, cluster.PortPatroni).String() + "/patroni"
+		url := "https://" + netip.AddrPortFrom(n.IP, cluster.PortPatroni).String() + "/patroni"
 		if err := jsonget.Get(ctx, patroniClient, url, &st); err != nil {
 			errs = append(errs, fmt.Errorf("patroni %s: %w", n.Name, err))
 			continue
@@ -367,7 +377,7 @@ func connectNode(ctx context.Context, node, password, database string) (*pgx.Con
 	// schema of its search_path ("$user", then public).
 	cfg.RuntimeParams["search_path"] = cluster.AppUser + ", public"
 	cfg.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
-		return dialInNetns(ctx, nsPrefix+node, network, addr)
+		return local.DialInNode(ctx, node, network, addr)
 	}
 	// A node that just rejoined may still be restarting PostgreSQL: retry
 	// for a while before calling it a failure.
@@ -384,49 +394,6 @@ func connectNode(ctx context.Context, node, password, database string) (*pgx.Con
 	}
 }
 
-// dialInNetns dials from inside network namespace ns: the socket is created
-// on an OS thread moved into ns, and keeps that namespace for its life; the
-// thread then moves back and returns to the Go scheduler (or, if it cannot,
-// stays locked and ends with its goroutine).
-func dialInNetns(ctx context.Context, ns, network, addr string) (net.Conn, error) {
-	type result struct {
-		conn net.Conn
-		err  error
-	}
-	ch := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread()
-		home, err := os.Open("/proc/thread-self/ns/net")
-		if err != nil {
-			ch <- result{err: fmt.Errorf("own network namespace: %w", err)}
-			return
-		}
-		defer home.Close()
-		f, err := os.Open("/run/netns/" + ns)
-		if err != nil {
-			ch <- result{err: fmt.Errorf("network namespace %s: %w", ns, err)}
-			return
-		}
-		defer f.Close()
-		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
-			ch <- result{err: fmt.Errorf("enter network namespace %s: %w", ns, err)}
-			return
-		}
-		var d net.Dialer
-		conn, err := d.DialContext(ctx, network, addr)
-		ch <- result{conn, err}
-		// Go back home before freeing the thread. A thread left in ns would
-		// die with this goroutine — unless it is the process's main thread,
-		// which Go keeps: the whole process would then count as one of the
-		// node's processes, and stopping the node would signal it too.
-		if unix.Setns(int(home.Fd()), unix.CLONE_NEWNET) == nil {
-			runtime.UnlockOSThread()
-		}
-	}()
-	r := <-ch
-	return r.conn, r.err
-}
-
 // Up brings a local cluster up once the host is free: it waits (up to
 // wait) while another local cluster is up, whether its owner took the host
 // lock or only local's claim.
@@ -437,6 +404,11 @@ func Up(ctx context.Context, opts local.Options, wait time.Duration) (*local.Clu
 			return nil, err
 		}
 		c, err := local.Up(ctx, opts)
+		if err == nil {
+			if err := useCluster(c); err != nil {
+				return c, err
+			}
+		}
 		if !errors.Is(err, local.ErrRangeInUse) || time.Now().After(deadline) {
 			return c, err
 		}

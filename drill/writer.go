@@ -43,6 +43,10 @@ type WriterConfig struct {
 	Addrs []string
 	// User, Password and Database log in through HAProxy.
 	User, Password, Database string
+	// CAFile is the cluster CA's certificate: the writer connects with
+	// sslmode=verify-full, as the app does. Default: "", without TLS,
+	// which the cluster's pg_hba.conf refuses.
+	CAFile string
 	// Interval between the starts of two attempts. Default: DefaultInterval.
 	Interval time.Duration
 	// Timeout bounds each attempt, connection included, so that a
@@ -243,6 +247,9 @@ func dsn(cfg WriterConfig, addr string) string {
 		Host:     addr,
 		Path:     "/" + cfg.Database,
 		RawQuery: "sslmode=disable&application_name=pgha-drill",
+	}
+	if cfg.CAFile != "" {
+		u.RawQuery = "sslmode=verify-full&sslrootcert=" + url.QueryEscape(cfg.CAFile) + "&application_name=pgha-drill"
 	}
 	return u.String()
 }

@@ -315,7 +315,7 @@ func (c *Cluster) seedAWS(ctx context.Context) error {
 	params := map[string]map[string]string{} // region → name → value
 	secrets := map[string]bool{}             // region
 	for _, n := range c.plan.Nodes {
-		if len(render.SecretEnv(n.Role)) > 0 || n.Role == cluster.RoleApp {
+		if len(cluster.SecretsFor(n.Role)) > 0 {
 			secrets[n.Region] = true
 		}
 		fetched, err := render.Fetched(c.plan, n)
@@ -364,7 +364,7 @@ func (c *Cluster) seedAWS(ctx context.Context) error {
 			return err
 		}
 	}
-	return nil
+	return c.ensureCerts(ctx)
 }
 
 // putParameters writes String parameters in region.

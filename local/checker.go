@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -66,12 +67,13 @@ func (c *Cluster) checkerLog(region string) string {
 }
 
 // startCheckers starts a health checker in each region that has an app, in
-// the root namespace (which routes to every node), and records them.
+// its namespace in the region's private subnet (checkerNS), and records
+// them.
 func (c *Cluster) startCheckers(opts CheckerOptions) error {
 	for _, region := range checkerRegions(c.plan) {
 		l := launch{
 			service: "checker",
-			argv: []string{opts.Binary, CheckerCommand, "--dir", c.dir, "--region", region,
+			argv: []string{"ip", "netns", "exec", checkerNS(region), opts.Binary, CheckerCommand, "--dir", c.dir, "--region", region,
 				"--every", opts.Interval.String(), "--backoff", opts.Backoff.String()},
 			env:     []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
 			logFile: c.checkerLog(region),
@@ -177,9 +179,18 @@ func RunChecker(ctx context.Context, dir, region string, opts CheckerOptions, ou
 	if err != nil {
 		return err
 	}
+	apiPassword, err := c.Secret(cluster.SecretPatroniAPI)
+	if err != nil {
+		return err
+	}
+	roots, err := c.caPool()
+	if err != nil {
+		return err
+	}
 	writes := &healthcheck.PGWriteChecker{
 		Addrs: s.HAProxy, User: s.User, Database: s.Database,
 		Password: healthcheck.StaticPassword(password), Timeout: s.WriteTimeout(),
+		TLS: &tls.Config{RootCAs: roots},
 	}
 	restarter := healthcheck.RestarterFunc(func(ctx context.Context, a healthcheck.App) error {
 		return c.RestartApp(ctx, a.Name)
@@ -187,6 +198,7 @@ func RunChecker(ctx context.Context, dir, region string, opts CheckerOptions, ou
 	// The checker is not restarted while the cluster is up, so its memory
 	// of the restarts can live in it.
 	checker := healthcheck.NewChecker(s, writes, restarter, &healthcheck.MemoryStore{})
+	checker.Patroni = healthcheck.NewPatroniClient(roots, s.APIUser, apiPassword, s.NodeTimeout())
 	log := slog.New(slog.NewJSONHandler(out, nil)).With("cluster", s.Cluster, "region", region)
 	var apps []string
 	for _, a := range s.Apps {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -195,8 +196,22 @@ func (c *Cluster) Switchover(ctx context.Context, to string) (string, time.Durat
 		return "", 0, err
 	}
 	post.Header.Set("Content-Type", "application/json")
+	// As an operator on the leader does: from the node itself (a member's
+	// address, which Patroni's allowlist admits), as the API user.
+	pw, err := c.Secret(cluster.SecretPatroniAPI)
+	if err != nil {
+		return "", 0, err
+	}
+	post.SetBasicAuth(cluster.PatroniAPIUser, pw)
+	client, err := c.HTTPClient(60 * time.Second)
+	if err != nil {
+		return "", 0, err
+	}
+	client.Transport.(*http.Transport).DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		return DialInNode(ctx, leader, network, addr)
+	}
 	// Patroni answers once the switchover is done or has failed.
-	resp, err := (&http.Client{Timeout: 60 * time.Second}).Do(post)
+	resp, err := client.Do(post)
 	if err != nil {
 		return "", 0, fmt.Errorf("POST /switchover to %s: %w", leader, err)
 	}

@@ -462,7 +462,7 @@ func (c *Cluster) Down(ctx context.Context) error {
 		errs = append(errs, unmountOverlay(c.nodeDir(n.Name)))
 	}
 	errs = append(errs, unmountOverlay(c.awsDir()))
-	for _, sub := range []string{"nodes", "aws", "secrets", "bin", "state.json", "state.lock"} {
+	for _, sub := range []string{"nodes", "aws", "secrets", "tls", "bin", "state.json", "state.lock"} {
 		errs = append(errs, os.RemoveAll(filepath.Join(c.dir, sub)))
 	}
 	errs = append(errs, release(c.dir))

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/pgha/pgha/cluster"
+	"github.com/pgha/pgha/render"
 )
 
 func defaultPlan(t *testing.T) *cluster.Plan {
@@ -101,9 +102,22 @@ func TestNames(t *testing.T) {
 		}
 	}
 	nss := network{plan: p}.namespaces()
-	// The core router, the AWS side, one router per region, one per node.
-	if len(nss) != 2+len(p.Regions)+len(p.Nodes) || len(slices.Compact(slices.Sorted(slices.Values(nss)))) != len(nss) {
-		t.Errorf("namespaces not the core, the AWS side and one per router and node, all distinct: %v", nss)
+	// The core router, the AWS side, one router per region, one per node,
+	// one per health checker.
+	if len(nss) != 2+len(p.Regions)+len(p.Nodes)+len(checkerRegions(p)) || len(slices.Compact(slices.Sorted(slices.Values(nss)))) != len(nss) {
+		t.Errorf("namespaces not the core, the AWS side and one per router, node and checker, all distinct: %v", nss)
+	}
+	// The checker's address is in the primary region's private subnet, and
+	// so in Patroni's allowlist, and no node has it.
+	r := p.Primary()
+	a := checkerAddr(r)
+	if !r.PrivateSubnets[0].Contains(a.Addr()) || !slices.Contains(render.APIAllowlist(p), r.PrivateSubnets[0].String()) {
+		t.Errorf("checker address %s is not in the allowlisted %s", a, r.PrivateSubnets[0])
+	}
+	for _, n := range p.Nodes {
+		if n.IP == a.Addr() {
+			t.Errorf("%s has the checker's address %s", n.Name, a)
+		}
 	}
 }
 

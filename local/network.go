@@ -155,7 +155,25 @@ func (n network) namespaces() []string {
 	for _, node := range n.plan.Nodes {
 		out = append(out, nodeNS(node.Name))
 	}
+	for _, r := range checkerRegions(n.plan) {
+		out = append(out, checkerNS(r))
+	}
 	return out
+}
+
+// checkerNS is the network namespace of a region's health checker: a host
+// in the region's first private subnet, as the Lambda's network interface
+// is on AWS, so that Patroni's allowlist (render.APIAllowlist) admits the
+// primary region's checker and nothing in the root namespace.
+func checkerNS(region string) string { return nsPrefix + "hc-" + region }
+
+// checkerAddr is the health checker's address: the last host of the
+// region's first private subnet, which the plan gives no node.
+func checkerAddr(r cluster.RegionPlan) netip.Prefix {
+	s := r.PrivateSubnets[0]
+	a := s.Addr().As4()
+	a[3] = 254
+	return netip.PrefixFrom(netip.AddrFrom4(a), s.Bits())
 }
 
 // create builds the namespaces, links, addresses and routes.
@@ -211,6 +229,17 @@ func (n network) create(ctx context.Context) error {
 			[]string{"-n", nns, "addr", "add", netip.PrefixFrom(node.IP, node.Subnet.Bits()).String(), "dev", "eth0"},
 			[]string{"-n", nns, "link", "set", "eth0", "up"},
 			[]string{"-n", nns, "route", "add", "default", "via", gateway(node.Subnet).Addr().String()},
+		)
+	}
+	for _, region := range checkerRegions(n.plan) {
+		r, _ := n.plan.Region(region)
+		rns, cns := regionNS(region), checkerNS(region)
+		steps = append(steps,
+			[]string{"link", "add", "v-hc", "netns", rns, "type", "veth", "peer", "name", "eth0", "netns", cns},
+			[]string{"-n", rns, "link", "set", "v-hc", "master", bridgeName(subnetIndex(r, r.PrivateSubnets[0])), "up"},
+			[]string{"-n", cns, "addr", "add", checkerAddr(r).String(), "dev", "eth0"},
+			[]string{"-n", cns, "link", "set", "eth0", "up"},
+			[]string{"-n", cns, "route", "add", "default", "via", gateway(r.PrivateSubnets[0]).Addr().String()},
 		)
 	}
 	steps = append(steps, n.awsSteps()...)

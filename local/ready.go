@@ -102,7 +102,7 @@ func (c *Cluster) ConnString(addr string) (string, error) {
 		User:     url.UserPassword(cluster.AppUser, pw),
 		Host:     addr,
 		Path:     "/" + c.plan.Config.App.Database,
-		RawQuery: "sslmode=disable&connect_timeout=3",
+		RawQuery: "sslmode=verify-full&sslrootcert=" + url.QueryEscape(c.CAFile()) + "&connect_timeout=3",
 	}
 	return u.String(), nil
 }
@@ -131,7 +131,7 @@ func checkReadyz(ctx context.Context, base string) error {
 	if err != nil {
 		return err
 	}
-	resp, err := httpClient.Do(req)
+	resp, err := (&http.Client{Timeout: 2 * time.Second}).Do(req)
 	if err != nil {
 		return fmt.Errorf("app: %w", err)
 	}

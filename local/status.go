@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"net/netip"
 	"os"
 	"strconv"
@@ -82,15 +81,17 @@ type patroniCluster struct {
 	Members []Member `json:"members"`
 }
 
-var httpClient = &http.Client{Timeout: 2 * time.Second}
-
 func patroniURL(ip netip.Addr, path string) string {
-	return "http://" + netip.AddrPortFrom(ip, cluster.PortPatroni).String() + path
+	return "https://" + netip.AddrPortFrom(ip, cluster.PortPatroni).String() + path
 }
 
 // Members returns the PostgreSQL nodes as Patroni sees them, asking each
 // reachable node's REST API in turn.
 func (c *Cluster) Members(ctx context.Context) ([]Member, error) {
+	httpClient, err := c.HTTPClient(2 * time.Second)
+	if err != nil {
+		return nil, err
+	}
 	var errs []error
 	for _, n := range c.plan.ByRole(cluster.RolePostgres) {
 		if c.cutOff(n) {

@@ -1,0 +1,120 @@
+package local
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+
+	"github.com/pgha/pgha/certs"
+	"github.com/pgha/pgha/pki"
+)
+
+// The operator's TLS files, in Dir/tls: the cluster CA's certificate and a
+// certificate of the CA for the root namespace (pgha-local, the drills and
+// the tests), which etcd requires of every client. On AWS an operator uses
+// a node's own files, in a Session Manager shell on it.
+func (c *Cluster) tlsDir() string { return filepath.Join(c.dir, "tls") }
+
+// CAFile is the cluster CA's certificate, for clients of the local
+// cluster: psql "sslmode=verify-full sslrootcert=$(CAFile)".
+func (c *Cluster) CAFile() string { return filepath.Join(c.tlsDir(), "ca.crt") }
+
+func (c *Cluster) operatorPEM() string { return filepath.Join(c.tlsDir(), "operator.pem") }
+
+// ensureCerts issues the cluster's certificates into the emulator's
+// Secrets Manager with certs.Ensure, as the deploy's custom resource does
+// on AWS, then the operator's certificate.
+func (c *Cluster) ensureCerts(ctx context.Context) error {
+	var cfgErr error
+	client := func(region string) certs.Client {
+		cfg, err := c.awsConfig(region)
+		cfgErr = errors.Join(cfgErr, err)
+		return secretsmanager.NewFromConfig(cfg)
+	}
+	log := slog.New(slog.NewTextHandler(c.log, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	if _, err := certs.Ensure(ctx, c.plan, client, certs.Options{Log: log}); err != nil || cfgErr != nil {
+		return fmt.Errorf("issue the cluster's certificates: %w", errors.Join(err, cfgErr))
+	}
+	return c.writeOperatorTLS(ctx)
+}
+
+// writeOperatorTLS writes CAFile and the operator's certificate, issued by
+// the CA the emulator holds.
+func (c *Cluster) writeOperatorTLS(ctx context.Context) error {
+	cfg, err := c.awsConfig(c.plan.Primary().Name)
+	if err != nil {
+		return err
+	}
+	out, err := secretsmanager.NewFromConfig(cfg).GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String(pki.CASecret(c.plan.Config))})
+	if err != nil {
+		return fmt.Errorf("read the cluster CA: %w", err)
+	}
+	ca, err := pki.ParseCA(aws.ToString(out.SecretString))
+	if err != nil {
+		return err
+	}
+	rootAddr, _ := linkAddrs(c.st.LinkNet, 0)
+	op, err := ca.Issue(pki.Identity{Name: "operator", DNS: []string{"operator"}, IPs: []netip.Addr{rootAddr.Addr()}}, time.Now())
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(c.tlsDir(), 0o700); err != nil {
+		return err
+	}
+	if err := os.WriteFile(c.CAFile(), []byte(ca.CertPEM()), 0o644); err != nil {
+		return err
+	}
+	return os.WriteFile(c.operatorPEM(), []byte(op), 0o600)
+}
+
+// TLSConfig verifies the cluster's servers against its CA and presents the
+// operator's certificate (etcd asks for one).
+func (c *Cluster) TLSConfig() (*tls.Config, error) {
+	ca, err := os.ReadFile(c.CAFile())
+	if err != nil {
+		return nil, fmt.Errorf("the cluster CA: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(ca) {
+		return nil, fmt.Errorf("no certificate in %s", c.CAFile())
+	}
+	op, err := os.ReadFile(c.operatorPEM())
+	if err != nil {
+		return nil, fmt.Errorf("the operator's certificate: %w", err)
+	}
+	pair, err := tls.X509KeyPair(op, op)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", c.operatorPEM(), err)
+	}
+	return &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}, nil
+}
+
+// HTTPClient is a client of the cluster's HTTPS endpoints (Patroni, etcd)
+// with TLSConfig, without pooled connections.
+func (c *Cluster) HTTPClient(timeout time.Duration) (*http.Client, error) {
+	cfg, err := c.TLSConfig()
+	if err != nil {
+		return nil, err
+	}
+	return &http.Client{Timeout: timeout, Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true, TLSClientConfig: cfg}}, nil
+}
+
+// caPool is the cluster CA as a pool.
+func (c *Cluster) caPool() (*x509.CertPool, error) {
+	cfg, err := c.TLSConfig()
+	if err != nil {
+		return nil, err
+	}
+	return cfg.RootCAs, nil
+}
