@@ -23,6 +23,7 @@ import (
 	"github.com/pgha/pgha/cluster"
 	"github.com/pgha/pgha/constructs/app"
 	"github.com/pgha/pgha/internal/cfncheck"
+	"github.com/pgha/pgha/pki"
 	"github.com/pgha/pgha/render"
 	"github.com/pgha/pgha/stacks"
 )
@@ -702,29 +703,241 @@ func TestSecrets(t *testing.T) {
 	})
 }
 
-// TestSecretGrants checks each role reads only the secrets it needs.
+// TestSecretGrants checks each node's role reads only the passwords its
+// role needs (cluster.SecretsFor), in the primary region, where the grants
+// name the secrets themselves.
 func TestSecretGrants(t *testing.T) {
 	s := synth(t, "default")
 	tpl := s.templates[stacks.StackName(s.plan.Config, "eu-west-3")]
-	policies := resources(tpl, "AWS::IAM::Policy")
-	for _, c := range []struct {
-		prefix string
-		role   cluster.Role
-	}{{"PostgresRole", cluster.RolePostgres}, {"EtcdRole", cluster.RoleEtcd}, {"HAProxyRole", cluster.RoleHAProxy}, {"AppRole", cluster.RoleApp}} {
-		var doc string
-		for id, p := range policies {
-			if strings.HasPrefix(id, c.prefix) {
-				doc += toJSON(p)
+	ids := map[cluster.Secret]string{}
+	for _, sec := range cluster.Secrets {
+		for id, r := range resources(tpl, "AWS::SecretsManager::Secret") {
+			if props(r)["Name"] == s.plan.Config.SecretName(sec) {
+				ids[sec] = id
 			}
 		}
-		for _, sec := range []struct{ id, name string }{{"SecretsSuperuser", "superuser"}, {"SecretsReplication", "replication"}, {"SecretsApp", "app"}, {"SecretsHealth", "health"}} {
-			got := regexp.MustCompile(`"Ref":"` + sec.id + `[0-9A-F]{8}"`).MatchString(doc)
-			want := slices.Contains(cluster.SecretsFor(c.role), cluster.Secret(sec.name))
-			if got != want {
-				t.Errorf("%s reads %s: %v, want %v", c.role, sec.name, got, want)
+		if ids[sec] == "" {
+			t.Fatalf("no secret %s", sec)
+		}
+	}
+	for _, in := range resources(tpl, "AWS::EC2::Instance") {
+		n := nodeOf(t, s.plan, in)
+		doc := toJSON(rolePolicies(tpl, instanceRole(t, tpl, in)))
+		for _, sec := range cluster.Secrets {
+			got := strings.Contains(doc, `"Ref":"`+ids[sec]+`"`)
+			if want := slices.Contains(cluster.SecretsFor(n.Role), sec); got != want {
+				t.Errorf("%s reads %s: %v, want %v", n.Name, sec, got, want)
 			}
 		}
 	}
+}
+
+// nodeOf is the plan's node of an instance, by its Name tag.
+func nodeOf(t *testing.T, p *cluster.Plan, in map[string]any) cluster.Node {
+	t.Helper()
+	n, ok := p.Node(strings.TrimPrefix(tag(in, "Name"), p.Config.Name+"-"))
+	if !ok {
+		t.Fatalf("instance %s is not a node of the plan", tag(in, "Name"))
+	}
+	return n
+}
+
+// instanceRole is the logical ID of an instance's role, through its
+// instance profile.
+func instanceRole(t *testing.T, tpl map[string]any, in map[string]any) string {
+	t.Helper()
+	ref, _ := props(in)["IamInstanceProfile"].(map[string]any)["Ref"].(string)
+	profile, _ := tpl["Resources"].(map[string]any)[ref].(map[string]any)
+	if profile["Type"] != "AWS::IAM::InstanceProfile" {
+		t.Fatalf("%s: instance profile %q is not in the template", tag(in, "Name"), ref)
+	}
+	roles := props(profile)["Roles"].([]any)
+	if len(roles) != 1 {
+		t.Fatalf("%s: profile %s has roles %v", tag(in, "Name"), ref, roles)
+	}
+	return roles[0].(map[string]any)["Ref"].(string)
+}
+
+// rolePolicies are the policy documents attached to the role with logical
+// ID role.
+func rolePolicies(tpl map[string]any, role string) []any {
+	var out []any
+	for _, p := range resources(tpl, "AWS::IAM::Policy") {
+		for _, r := range props(p)["Roles"].([]any) {
+			if toJSON(r) == `{"Ref":"`+role+`"}` {
+				out = append(out, props(p)["PolicyDocument"])
+			}
+		}
+	}
+	return out
+}
+
+// flatARN writes an ARN built with Fn::Join as one string, its Refs as
+// <Name>.
+func flatARN(v any) string {
+	switch x := v.(type) {
+	case string:
+		return x
+	case map[string]any:
+		if ref, ok := x["Ref"].(string); ok {
+			return "<" + ref + ">"
+		}
+		if j, ok := x["Fn::Join"].([]any); ok {
+			var parts []string
+			for _, p := range j[1].([]any) {
+				parts = append(parts, flatARN(p))
+			}
+			return strings.Join(parts, j[0].(string))
+		}
+	}
+	return toJSON(v)
+}
+
+// tlsReads lists what the policy documents let their role do on the
+// cluster's TLS secrets, as "<actions> <region> <name pattern>", sorted.
+func tlsReads(cfg cluster.Config, docs []any) []string {
+	var out []string
+	for _, d := range docs {
+		for _, st := range d.(map[string]any)["Statement"].([]any) {
+			m := st.(map[string]any)
+			res, ok := m["Resource"].([]any)
+			if !ok {
+				res = []any{m["Resource"]}
+			}
+			for _, r := range res {
+				arn := flatARN(r)
+				i := strings.Index(arn, ":secret:"+cfg.Name+"/tls/")
+				if i < 0 {
+					continue
+				}
+				region := "?"
+				if m := regexp.MustCompile(`:secretsmanager:([a-z0-9-]+):`).FindStringSubmatch(arn); m != nil {
+					region = m[1]
+				}
+				out = append(out, fmt.Sprintf("%v %s %s", m["Action"], region, arn[i+len(":secret:"):]))
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// TestTLSGrants: each PostgreSQL and etcd node's role, its own, reads its
+// own certificate and key and the CA's certificate in its region, and no
+// other node's; HAProxy and app roles read the CA's certificate; the
+// health checker the CA's certificate and Patroni's API password; only
+// the primary's issuer writes them, and only <cluster>/tls/* in the plan's
+// regions.
+func TestTLSGrants(t *testing.T) {
+	forEachConfig(t, func(t *testing.T, s *synthesized) {
+		cfg := s.plan.Config
+		const get = "secretsmanager:GetSecretValue"
+		identities := map[string]bool{}
+		for _, id := range pki.Identities(s.plan) {
+			identities[id.Name] = true
+		}
+		roleOf := map[string]string{} // role logical ID -> node, for the nodes with a certificate
+		for _, rp := range s.plan.Regions {
+			name := stacks.StackName(cfg, rp.Name)
+			tpl := s.templates[name]
+			trust := fmt.Sprintf("%s %s %s-??????", get, rp.Name, pki.TrustSecret(cfg))
+			for _, in := range resources(tpl, "AWS::EC2::Instance") {
+				n := nodeOf(t, s.plan, in)
+				role := instanceRole(t, tpl, in)
+				want := []string{trust}
+				if identities[n.Name] {
+					want = append(want, fmt.Sprintf("%s %s %s-??????", get, n.Region, pki.NodeSecret(cfg, n.Name)))
+					if other, ok := roleOf[name+"/"+role]; ok {
+						t.Errorf("%s: %s and %s share the role %s, so each may read the other's key", name, other, n.Name, role)
+					}
+					roleOf[name+"/"+role] = n.Name
+				}
+				sort.Strings(want)
+				if got := tlsReads(cfg, rolePolicies(tpl, role)); !slices.Equal(got, want) {
+					t.Errorf("%s: %s's role may\n %q\nwant\n %q", name, n.Name, got, want)
+				}
+			}
+			var checker []any
+			for id, p := range resources(tpl, "AWS::IAM::Policy") {
+				if strings.HasPrefix(id, "HealthCheckRole") {
+					checker = append(checker, props(p)["PolicyDocument"])
+				}
+			}
+			if !rp.Witness {
+				if got := tlsReads(cfg, checker); !slices.Equal(got, []string{trust}) {
+					t.Errorf("%s: the health checker may %q, want %q", name, got, []string{trust})
+				}
+				api := ":secretsmanager:" + rp.Name + ":<AWS::AccountId>:secret:" + cfg.SecretName(cluster.SecretPatroniAPI) + "-??????"
+				if !strings.Contains(toJSON(checker), get) || !strings.Contains(flatAll(checker), api) {
+					t.Errorf("%s: the health checker may not read %s", name, api)
+				}
+			}
+			// The issuer: in the primary stack only, writing <cluster>/tls/*
+			// in every region of the plan; nobody else writes.
+			issuers := resources(tpl, "Custom::PghaCertificates")
+			if want := map[bool]int{true: 1, false: 0}[rp.Primary]; len(issuers) != want {
+				t.Errorf("%s: %d certificate issuers, want %d", name, len(issuers), want)
+			}
+			for id, p := range resources(tpl, "AWS::IAM::Policy") {
+				doc := toJSON(props(p)["PolicyDocument"])
+				writes := strings.Contains(doc, "secretsmanager:CreateSecret") || strings.Contains(doc, "secretsmanager:PutSecretValue")
+				if writes != (rp.Primary && strings.HasPrefix(id, "CertificateIssuerRole")) {
+					t.Errorf("%s: %s writes secrets: %v", name, id, writes)
+				}
+				if !writes {
+					continue
+				}
+				var got, want []string
+				for _, r := range tlsReads(cfg, []any{props(p)["PolicyDocument"]}) {
+					got = append(got, strings.SplitN(r, "] ", 2)[1])
+				}
+				for _, r := range s.plan.Regions {
+					want = append(want, r.Name+" "+cfg.Name+"/tls/*")
+				}
+				sort.Strings(want)
+				if !slices.Equal(got, want) {
+					t.Errorf("%s: the issuer writes %q, want %q", name, got, want)
+				}
+			}
+		}
+		var want []string
+		for n := range identities {
+			want = append(want, n)
+		}
+		var got []string
+		for _, n := range roleOf {
+			got = append(got, n)
+		}
+		sort.Strings(got)
+		sort.Strings(want)
+		if !slices.Equal(got, want) {
+			t.Errorf("nodes with a role of their own reading their key: %v, want pki.Identities %v", got, want)
+		}
+	})
+}
+
+// flatAll is every ARN in v, flattened, one per line.
+func flatAll(v any) string {
+	var sb strings.Builder
+	var walk func(v any)
+	walk = func(v any) {
+		switch x := v.(type) {
+		case map[string]any:
+			if _, ok := x["Fn::Join"]; ok {
+				sb.WriteString(flatARN(x) + "\n")
+				return
+			}
+			for _, y := range x {
+				walk(y)
+			}
+		case []any:
+			for _, y := range x {
+				walk(y)
+			}
+		}
+	}
+	walk(v)
+	return sb.String()
 }
 
 // TestStableLogicalIDs pins the logical IDs of stateful resources:
@@ -736,6 +949,7 @@ func TestStableLogicalIDs(t *testing.T) {
 			"Postgrespg1InstanceB508AB5B", "Postgrespg1Data2608BEA1", "Postgrespg2Instance08AAE64E", "Postgrespg2DataEB6F5B09",
 			"Etcdetcd1Instance60766AA8", "Etcdetcd2Instance4B026FBE", "HAProxyhaproxy1Instance2DAC6544", "Appapp1Instance8C27BE0B",
 			"SecretsSuperuserDF00726A", "SecretsReplicationC5EAF607", "SecretsAppA939B7EC", "SecretsHealth82DD5BE5",
+			"SecretsPatroniAPIE88C6DA3", "SecretsHAProxyStats75FB9C34",
 			"NetworkVpc7FB7348F", "Peeringeuwest1Connection51FA3870",
 		},
 		"eu-west-1": {
@@ -751,6 +965,10 @@ func TestStableLogicalIDs(t *testing.T) {
 				t.Errorf("%s: no resource %s: a stateful resource's logical ID changed", region, id)
 			}
 		}
+	}
+	ws := synth(t, "witness")
+	if _, ok := ws.templates[stacks.StackName(ws.plan.Config, "eu-central-1")]["Resources"].(map[string]any)["Etcdetcd1Instance60766AA8"]; !ok {
+		t.Error("eu-central-1: no resource Etcdetcd1Instance60766AA8: the witness member's logical ID changed")
 	}
 }
 
@@ -1046,7 +1264,8 @@ var cfnLintAccepted = map[string]string{
 	"W3010": "Avoid hardcoding availability zones: the plan pins each subnet, and so each node's fixed IP and its data volume, " +
 		"to a named zone (regions[].availabilityZones); a zone chosen at deploy time could move a node.",
 	"W3005": "A DependsOn next to a GetAtt of the same resource: the CDK's own custom-resource providers emit it, and the " +
-		"health checker depends on its whole role so that the role's inline policy exists before the function; it is redundant, not wrong.",
+		"health checker and the certificate issuer depend on their whole role so that the role's inline policy exists before the function; " +
+		"it is redundant, not wrong.",
 }
 
 // TestCfnLint runs cfn-lint on every template: no error, and no warning

@@ -2,12 +2,17 @@ package main
 
 import (
 	"context"
+	"crypto/x509"
 	"fmt"
+	"io"
+	"net/http"
 	"slices"
 	"testing"
 	"time"
 
+	"github.com/pgha/pgha/cluster"
 	"github.com/pgha/pgha/healthcheck"
+	"github.com/pgha/pgha/pki"
 )
 
 func TestSSMRestarter(t *testing.T) {
@@ -84,5 +89,51 @@ func TestBootReader(t *testing.T) {
 	want := []string{"euw3-etcd1: degraded: no SSM agent 2026-12-02T07:00:00Z", "euw3-haproxy1: none"}
 	if !slices.Equal(got, want) {
 		t.Errorf("BootsNotOK = %q, want %q", got, want)
+	}
+}
+
+func TestReadTrust(t *testing.T) {
+	ca, err := pki.NewCA("pgha", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newFakeAWS(t)
+	f.secrets["pgha/tls/ca"] = ca.CertPEM()
+	f.secrets["not-pem"] = "s3cretPassw0rd"
+	pool, err := readTrust(context.Background(), f.secretsClient(), "pgha/tls/ca")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ca.Cert.Verify(x509.VerifyOptions{Roots: pool}); err != nil {
+		t.Errorf("the pool does not trust the CA: %v", err)
+	}
+	for _, name := range []string{"not-pem", "missing"} {
+		if _, err := readTrust(context.Background(), f.secretsClient(), name); err == nil {
+			t.Errorf("%s: no error", name)
+		}
+	}
+}
+
+// TestNewHandlerTLS: the checker verifies Patroni and PostgreSQL against
+// the cluster CA and authenticates as Patroni's API user.
+func TestNewHandlerTLS(t *testing.T) {
+	plan, err := cluster.NewPlan(cluster.Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := healthcheck.SettingsFromPlan(plan, "eu-west-3", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newFakeAWS(t)
+	pool := x509.NewCertPool()
+	h := newHandler(s, pool, "apiPassw0rd", f.ssmClient(), f.secretsClient(), io.Discard)
+	if p := h.checker.Patroni; p.User != cluster.PatroniAPIUser || p.Password != "apiPassw0rd" || p.Timeout != s.NodeTimeout() {
+		t.Errorf("Patroni client %+v", p)
+	} else if tr, ok := p.HTTP.Transport.(*http.Transport); !ok || tr.TLSClientConfig.RootCAs != pool {
+		t.Errorf("Patroni client does not verify against the cluster CA: %+v", p.HTTP.Transport)
+	}
+	if w := h.checker.Writes.(*healthcheck.PGWriteChecker); w.TLS == nil || w.TLS.RootCAs != pool {
+		t.Errorf("write check TLS %+v, want the cluster CA", w.TLS)
 	}
 }

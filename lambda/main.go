@@ -8,11 +8,16 @@
 //
 // It is built with `-tags lambda.norpc` for the provided.al2023 runtime; its
 // configuration is the JSON in the PGHA_HEALTHCHECK environment variable
-// (healthcheck.Settings), written by constructs/healthcheck.
+// (healthcheck.Settings), written by constructs/healthcheck. It verifies
+// Patroni's REST API and PostgreSQL against the cluster CA, and
+// authenticates Patroni's unsafe requests, with the CA certificate and the
+// API password it reads from Secrets Manager when it starts.
 package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -21,6 +26,7 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-lambda-go/lambda"
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
@@ -36,7 +42,9 @@ func main() {
 }
 
 // run builds the handler from the environment and hands it to the Lambda
-// runtime, which calls it once per scheduled event.
+// runtime, which calls it once per scheduled event. The cluster CA and
+// Patroni's API password are read once, here: a cold start that cannot
+// read them fails, and the next scheduled run starts again.
 func run(ctx context.Context, getenv func(string) string, stdout io.Writer) error {
 	settings, err := healthcheck.ParseSettings([]byte(getenv(healthcheck.EnvSettings)))
 	if err != nil {
@@ -46,9 +54,33 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	if err != nil {
 		return fmt.Errorf("load AWS config: %w", err)
 	}
-	h := newHandler(settings, ssm.NewFromConfig(awsCfg), secretsmanager.NewFromConfig(awsCfg), stdout)
+	sm := secretsmanager.NewFromConfig(awsCfg)
+	roots, err := readTrust(ctx, sm, settings.TrustSecretName)
+	if err != nil {
+		return err
+	}
+	apiPassword, err := (&secretPassword{client: sm, name: settings.APISecretName}).Password(ctx)
+	if err != nil {
+		return fmt.Errorf("read the Patroni API password: %w", err)
+	}
+	h := newHandler(settings, roots, apiPassword, ssm.NewFromConfig(awsCfg), sm, stdout)
 	lambda.StartWithOptions(h.Handle, lambda.WithContext(ctx))
 	return nil
+}
+
+// readTrust reads the cluster CA's certificates (PEM) from the secret name.
+func readTrust(ctx context.Context, sm secretsAPI, name string) (*x509.CertPool, error) {
+	ctx, cancel := context.WithTimeout(ctx, awsCallTimeout)
+	defer cancel()
+	out, err := sm.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String(name)})
+	if err != nil {
+		return nil, fmt.Errorf("secretsmanager GetSecretValue %s: %w", name, err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM([]byte(aws.ToString(out.SecretString))) {
+		return nil, fmt.Errorf("secret %s holds no PEM certificate", name)
+	}
+	return pool, nil
 }
 
 // handler holds the clients one invocation needs; the runtime reuses it
@@ -60,17 +92,22 @@ type handler struct {
 	log      *slog.Logger
 }
 
-func newHandler(s healthcheck.Settings, ssmClient ssmAPI, sm secretsAPI, stdout io.Writer) *handler {
+// newHandler builds the handler; roots are the cluster CA's certificates,
+// which Patroni's REST API and PostgreSQL (verify-full, through HAProxy)
+// are verified against, and apiPassword is Patroni's API user's.
+func newHandler(s healthcheck.Settings, roots *x509.CertPool, apiPassword string, ssmClient ssmAPI, sm secretsAPI, stdout io.Writer) *handler {
 	writes := &healthcheck.PGWriteChecker{
 		Addrs:    s.HAProxy,
 		User:     s.User,
 		Database: s.Database,
 		Password: &secretPassword{client: sm, name: s.SecretName},
 		Timeout:  s.WriteTimeout(),
+		TLS:      &tls.Config{RootCAs: roots},
 	}
 	restarter := &ssmRestarter{client: ssmClient}
 	store := &parameterStore{client: ssmClient, path: s.ParameterPath}
 	checker := healthcheck.NewChecker(s, writes, restarter, store)
+	checker.Patroni = healthcheck.NewPatroniClient(roots, s.APIUser, apiPassword, s.NodeTimeout())
 	if s.BootStatusPath != "" {
 		checker.Boots = &bootReader{client: ssmClient, path: s.BootStatusPath}
 	}

@@ -211,6 +211,8 @@ func TestEndToEnd(t *testing.T) {
 		}
 	})
 
+	t.Run("every hop authenticated and encrypted", func(t *testing.T) { checkSecurity(ctx, t, c) })
+
 	t.Run("write then read through HAProxy", func(t *testing.T) {
 		w := connect(ctx, t, c, c.HAProxyAddrs()[0])
 		if _, err := w.Exec(ctx, `CREATE TABLE e2e (v text); INSERT INTO e2e VALUES ('hello')`); err != nil {

@@ -21,6 +21,7 @@ import (
 	"github.com/pgha/pgha/constructs/node"
 	"github.com/pgha/pgha/constructs/postgres"
 	"github.com/pgha/pgha/constructs/secrets"
+	"github.com/pgha/pgha/constructs/tls"
 	"github.com/pgha/pgha/render"
 )
 
@@ -44,7 +45,8 @@ type RegionStackProps struct {
 
 // RegionStack is one region of the cluster: its network, peering to the
 // later regions, security groups, secrets (created in the primary region
-// and replicated to the other data regions) and nodes.
+// and replicated to the other data regions) and nodes; in the primary
+// region, the certificate issuer, which writes every region's TLS secrets.
 type RegionStack struct {
 	awscdk.Stack
 	Plan     *cluster.Plan
@@ -59,6 +61,9 @@ type RegionStack struct {
 	App      *app.App
 	// HealthCheck is the region's health-checking Lambda (data regions only).
 	HealthCheck *healthcheck.HealthCheck
+	// CertificateIssuer keeps the cluster's TLS secrets current (primary
+	// region only).
+	CertificateIssuer *tls.CertificateIssuer
 }
 
 // StackName is the name of a region's stack: "<cluster>-<region>".
@@ -105,6 +110,14 @@ func NewRegionStack(scope constructs.Construct, id string, props *RegionStackPro
 		ReplicaRegions: secretRegions(p),
 	})
 
+	if rp.Primary {
+		// The other regions' stacks deploy first; their nodes wait at boot
+		// for the certificates this issuer writes, as for the passwords.
+		s.CertificateIssuer = tls.NewCertificateIssuer(stack, "CertificateIssuer", &tls.CertificateIssuerProps{
+			Plan: p, SourceDir: props.AppSourceDir,
+		})
+	}
+
 	has := func(role cluster.Role) bool { return s.Firewall.SecurityGroup(role) != nil }
 	if has(cluster.RolePostgres) {
 		s.Postgres = postgres.NewPostgres(stack, "Postgres", &postgres.PostgresProps{
@@ -115,13 +128,13 @@ func NewRegionStack(scope constructs.Construct, id string, props *RegionStackPro
 	if has(cluster.RoleEtcd) {
 		s.Etcd = etcd.NewEtcd(stack, "Etcd", &etcd.EtcdProps{
 			Plan: p, Region: rp.Name, Network: s.Network,
-			SecurityGroup: s.Firewall.SecurityGroup(cluster.RoleEtcd),
+			SecurityGroup: s.Firewall.SecurityGroup(cluster.RoleEtcd), Secrets: s.Secrets,
 		})
 	}
 	if has(cluster.RoleHAProxy) {
 		s.HAProxy = haproxy.NewHAProxy(stack, "HAProxy", &haproxy.HAProxyProps{
 			Plan: p, Region: rp.Name, Network: s.Network,
-			SecurityGroup: s.Firewall.SecurityGroup(cluster.RoleHAProxy),
+			SecurityGroup: s.Firewall.SecurityGroup(cluster.RoleHAProxy), Secrets: s.Secrets,
 		})
 	}
 	if has(cluster.RoleApp) {

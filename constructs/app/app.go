@@ -38,7 +38,8 @@ type AppProps struct {
 	Network *network.Network
 	// SecurityGroup is the app instances' security group. Required.
 	SecurityGroup awsec2.ISecurityGroup
-	// Secrets are the cluster's passwords; the instances read the app's.
+	// Secrets are the cluster's secrets; the instances read the passwords
+	// cluster.SecretsFor(RoleApp) lists and the CA's certificate.
 	// Required.
 	Secrets *secrets.Secrets
 	// SourceDir is the Docker build context: the repository root.
@@ -96,6 +97,7 @@ func NewApp(scope constructs.Construct, id string, props *AppProps) *App {
 			"the pull actions themselves are limited to the CDK's asset repository.",
 		"Resource::*")
 	props.Secrets.GrantRead(a.Role, cluster.SecretsFor(cluster.RoleApp)...)
+	props.Secrets.GrantReadTrust(a.Role)
 	// The image is a parameter the app's unit reads at every start, not
 	// part of the user data: a new image restarts the app, not the node.
 	a.ImageParameter = awsssm.NewStringParameter(this, jsii.String("ImageParameter"), &awsssm.StringParameterProps{

@@ -11,6 +11,7 @@ import (
 	"github.com/pgha/pgha/constructs/nag"
 	"github.com/pgha/pgha/constructs/network"
 	"github.com/pgha/pgha/constructs/node"
+	"github.com/pgha/pgha/constructs/secrets"
 )
 
 // HAProxyProps configures HAProxy.
@@ -23,11 +24,15 @@ type HAProxyProps struct {
 	Network *network.Network
 	// SecurityGroup is the HAProxy nodes' security group. Required.
 	SecurityGroup awsec2.ISecurityGroup
+	// Secrets are the cluster's secrets; the nodes read the passwords
+	// cluster.SecretsFor(RoleHAProxy) lists and the CA's certificate.
+	// Required.
+	Secrets *secrets.Secrets
 }
 
 // HAProxy is the HAProxy nodes of one region. They are stateless (their
-// configuration comes from the plan), read no secret, and have no
-// termination protection.
+// configuration comes from the plan, their stats password from Secrets
+// Manager), share one role, and have no termination protection.
 type HAProxy struct {
 	constructs.Construct
 	// Role is the nodes' instance role.
@@ -40,6 +45,8 @@ type HAProxy struct {
 func NewHAProxy(scope constructs.Construct, id string, props *HAProxyProps) *HAProxy {
 	this := constructs.NewConstruct(scope, &id)
 	h := &HAProxy{Construct: this, Role: node.NewRole(this, "Role", cluster.RoleHAProxy)}
+	props.Secrets.GrantRead(h.Role, cluster.SecretsFor(cluster.RoleHAProxy)...)
+	props.Secrets.GrantReadTrust(h.Role)
 	for _, n := range props.Plan.Select(props.Region, cluster.RoleHAProxy) {
 		nd := node.NewNode(this, n.ID, &node.NodeProps{
 			Plan:          props.Plan,

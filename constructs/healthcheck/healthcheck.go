@@ -6,14 +6,9 @@
 package healthcheck
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/netip"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 
@@ -29,6 +24,7 @@ import (
 	"github.com/cdklabs/cdk-nag-go/cdknag/v2"
 
 	"github.com/pgha/pgha/cluster"
+	"github.com/pgha/pgha/constructs/golambda"
 	"github.com/pgha/pgha/constructs/nag"
 	hc "github.com/pgha/pgha/healthcheck"
 )
@@ -169,13 +165,12 @@ func NewHealthCheck(scope constructs.Construct, id string, props *HealthCheckPro
 	if err != nil {
 		panic(err.Error())
 	}
-	dir := buildLambda(props.SourceDir)
 	h.Function = awslambda.NewFunction(this, jsii.String("Function"), &awslambda.FunctionProps{
 		Description:  jsii.String(fmt.Sprintf("pgha %s: checks Patroni and restarts the app when the cluster is ready", cfg.Name)),
-		Runtime:      awslambda.Runtime_PROVIDED_AL2023(),
-		Architecture: awslambda.Architecture_ARM_64(),
-		Handler:      jsii.String("bootstrap"),
-		Code:         awslambda.Code_FromAsset(jsii.String(dir), nil),
+		Runtime:      golambda.Runtime(),
+		Architecture: golambda.Architecture(),
+		Handler:      jsii.String(golambda.Handler),
+		Code:         golambda.Code(props.SourceDir, "./lambda"),
 		MemorySize:   jsii.Number(128),
 		// A check is bounded by a few seconds of timeouts; a run must end
 		// before the next one starts.
@@ -265,15 +260,23 @@ func (h *HealthCheck) grant(stack awscdk.Stack, logGroup awslogs.LogGroup, s hc.
 		arn(awscdk.ArnComponents{Service: jsii.String("ssm"), Resource: jsii.String("parameter"), ResourceName: jsii.String(bootPath + "/*")}),
 	}, nil)
 	// Secrets Manager appends "-" and six random characters to the name.
-	add("HealthPassword", []string{"secretsmanager:GetSecretValue"}, []*string{arn(awscdk.ArnComponents{
-		Service: jsii.String("secretsmanager"), Resource: jsii.String("secret"),
-		ResourceName: jsii.String(s.SecretName + "-??????"), ArnFormat: awscdk.ArnFormat_COLON_RESOURCE_NAME,
-	})}, nil)
+	secret := func(name string) []*string {
+		return []*string{arn(awscdk.ArnComponents{
+			Service: jsii.String("secretsmanager"), Resource: jsii.String("secret"),
+			ResourceName: jsii.String(name + "-??????"), ArnFormat: awscdk.ArnFormat_COLON_RESOURCE_NAME,
+		})}
+	}
+	add("HealthPassword", []string{"secretsmanager:GetSecretValue"}, secret(s.SecretName), nil)
+	// Read once per cold start: the CA that Patroni's and PostgreSQL's
+	// certificates are verified against, and the password of Patroni's
+	// unsafe endpoints.
+	add("ClusterCA", []string{"secretsmanager:GetSecretValue"}, secret(s.TrustSecretName), nil)
+	add("PatroniAPIPassword", []string{"secretsmanager:GetSecretValue"}, secret(s.APISecretName), nil)
 
 	reason := "Each wildcard is the narrowest its action allows: EC2 network-interface actions of a VPC Lambda take no resource ARN " +
 		"(the same as AWSLambdaVPCAccessExecutionRole); ssm:SendCommand on instance/* is limited by ssm:resourceTag conditions to " +
-		"this cluster's app instances; parameters are limited to this cluster's restart path, one per instance id, and to its boot-status path (read only); the secret ARN " +
-		"ends in the six random characters Secrets Manager appends to the health secret's name."
+		"this cluster's app instances; parameters are limited to this cluster's restart path, one per instance id, and to its boot-status path (read only); the secret ARNs " +
+		"(the health, Patroni API and CA secrets, read only) end in the six random characters Secrets Manager appends to a secret's name."
 	cdknag.NagSuppressions_AddResourceSuppressions(h.Role, &[]*cdknag.NagPackSuppression{{
 		Id:     jsii.String("AwsSolutions-IAM5"),
 		Reason: jsii.String(reason),
@@ -373,44 +376,4 @@ func orRetention(r awslogs.RetentionDays) awslogs.RetentionDays {
 		return awslogs.RetentionDays_ONE_MONTH
 	}
 	return r
-}
-
-// buildLambda compiles lambda/ for the provided.al2023 arm64 runtime into a
-// directory of its own and returns it. The build is reproducible
-// (-trimpath, no VCS stamp), so the asset hash changes only with the code.
-func buildLambda(sourceDir string) string {
-	if sourceDir == "" {
-		sourceDir = "."
-	}
-	abs, err := filepath.Abs(sourceDir)
-	if err != nil {
-		panic(fmt.Sprintf("healthcheck: source dir %q: %v", sourceDir, err))
-	}
-	sum := sha256.Sum256([]byte(abs))
-	dir := filepath.Join(os.TempDir(), "pgha-healthcheck-lambda-"+hex.EncodeToString(sum[:6]))
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		panic(fmt.Sprintf("healthcheck: %v", err))
-	}
-	// Build next to the target and rename: concurrent synths never see a
-	// half-written bootstrap.
-	tmp, err := os.CreateTemp(dir, ".bootstrap-*")
-	if err != nil {
-		panic(fmt.Sprintf("healthcheck: %v", err))
-	}
-	tmp.Close()
-	defer os.Remove(tmp.Name())
-	cmd := exec.Command("go", "build", "-tags", "lambda.norpc", "-trimpath", "-buildvcs=false",
-		"-ldflags=-s -w", "-o", tmp.Name(), "./lambda")
-	cmd.Dir = abs
-	cmd.Env = append(os.Environ(), "GOOS=linux", "GOARCH=arm64", "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		panic(fmt.Sprintf("healthcheck: build the Lambda (%s in %s): %v\n%s", cmd.String(), abs, err, out))
-	}
-	if err := os.Chmod(tmp.Name(), 0o755); err != nil {
-		panic(fmt.Sprintf("healthcheck: %v", err))
-	}
-	if err := os.Rename(tmp.Name(), filepath.Join(dir, "bootstrap")); err != nil {
-		panic(fmt.Sprintf("healthcheck: %v", err))
-	}
-	return dir
 }

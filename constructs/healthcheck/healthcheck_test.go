@@ -144,7 +144,8 @@ func TestHealthCheck(t *testing.T) {
 			t.Errorf("instance condition %s, want %s", cond, want)
 		}
 	})
-	check("IAM: parameters under its own paths, the health secret only", func(t *testing.T) {
+	check("IAM: parameters under its own paths; the health, Patroni API and CA secrets only, read only", func(t *testing.T) {
+		var secrets []string
 		for _, s := range statements(t, tmpl) {
 			res := fmt.Sprint(s["Resource"])
 			switch a := fmt.Sprint(s["Action"]); {
@@ -158,10 +159,21 @@ func TestHealthCheck(t *testing.T) {
 					t.Errorf("parameter access on %s", res)
 				}
 			case strings.Contains(a, "secretsmanager"):
-				if a != "secretsmanager:GetSecretValue" || !strings.Contains(res, ":secret:pgha/health-??????") {
+				if a != "secretsmanager:GetSecretValue" {
 					t.Errorf("secret access %s on %s", a, res)
 				}
+				i := strings.Index(res, ":secret:")
+				if i < 0 {
+					t.Errorf("secret access on %s", res)
+					continue
+				}
+				secrets = append(secrets, strings.TrimRight(res[i+len(":secret:"):], "]"))
 			}
+		}
+		slices.Sort(secrets)
+		want := []string{"pgha/health-??????", "pgha/patroni-api-??????", "pgha/tls/ca-??????"}
+		if !slices.Equal(secrets, want) {
+			t.Errorf("reads secrets %q, want %q", secrets, want)
 		}
 	})
 	check("security group egress", func(t *testing.T) {
@@ -211,10 +223,11 @@ func TestHealthCheck(t *testing.T) {
 		if len(s.Apps) != 1 || s.Apps[0].InstanceID != "i-0123456789abcdef0" || s.Apps[0].URL != "http://10.11.0.40:5000" {
 			t.Errorf("apps %+v", s.Apps)
 		}
-		if len(s.Members) != 3 || s.Members[2].URL != "http://10.12.3.10:8008" || s.Members[2].Region != "eu-west-1" {
+		if len(s.Members) != 3 || s.Members[2].URL != "https://10.12.3.10:8008" || s.Members[2].Region != "eu-west-1" {
 			t.Errorf("members %+v", s.Members)
 		}
-		if s.SecretName != "pgha/health" || s.User != cluster.HealthUser || s.ParameterPath != "/pgha/pgha/restarts" || s.Backoff().Minutes() != 5 {
+		if s.SecretName != "pgha/health" || s.User != cluster.HealthUser || s.ParameterPath != "/pgha/pgha/restarts" || s.Backoff().Minutes() != 5 ||
+			s.TrustSecretName != "pgha/tls/ca" || s.APISecretName != "pgha/patroni-api" || s.APIUser != cluster.PatroniAPIUser {
 			t.Errorf("settings %+v", s)
 		}
 		if !slices.Equal(s.HAProxy, []string{"10.11.3.30:5000", "10.12.3.30:5000"}) {

@@ -43,10 +43,16 @@ func SuppressAwsCustomResource(stack awscdk.Stack) {
 // for appliesTo: "Resource::arn:<AWS::Partition>:SERVICE:REGION:ACCOUNT:REST",
 // with the stack's region and account where they are known at synth.
 func Resource(stack awscdk.Stack, service, rest string) string {
-	region, account := "<AWS::Region>", "<AWS::AccountId>"
+	region := "<AWS::Region>"
 	if r := stack.Region(); !*awscdk.Token_IsUnresolved(r) {
 		region = *r
 	}
+	return ResourceIn(stack, region, service, rest)
+}
+
+// ResourceIn is Resource for an ARN in another region than the stack's.
+func ResourceIn(stack awscdk.Stack, region, service, rest string) string {
+	account := "<AWS::AccountId>"
 	if a := stack.Account(); !*awscdk.Token_IsUnresolved(a) {
 		account = *a
 	}

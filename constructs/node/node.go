@@ -35,13 +35,17 @@ func DebianImageParameter(arch string) string {
 	return "/aws/service/debian/release/13/latest/" + arch
 }
 
-// NewRole returns an instance role for nodes of one role: EC2 may assume it,
-// and it carries AmazonSSMManagedInstanceCore so that operators reach the
-// nodes with Session Manager (there are no key pairs and no SSH).
+// NewRole returns an instance role shared by the nodes of one role: EC2 may
+// assume it, and it carries AmazonSSMManagedInstanceCore so that operators
+// reach the nodes with Session Manager (there are no key pairs and no SSH).
 func NewRole(scope constructs.Construct, id string, role cluster.Role) awsiam.Role {
+	return newRole(scope, id, fmt.Sprintf("pgha %s nodes", role))
+}
+
+func newRole(scope constructs.Construct, id, description string) awsiam.Role {
 	r := awsiam.NewRole(scope, &id, &awsiam.RoleProps{
 		AssumedBy:   awsiam.NewServicePrincipal(jsii.String("ec2.amazonaws.com"), nil),
-		Description: jsii.String(fmt.Sprintf("pgha %s nodes", role)),
+		Description: jsii.String(description),
 		ManagedPolicies: &[]awsiam.IManagedPolicy{
 			awsiam.ManagedPolicy_FromAwsManagedPolicyName(jsii.String("AmazonSSMManagedInstanceCore")),
 		},
@@ -64,7 +68,11 @@ type NodeProps struct {
 	Network *network.Network
 	// SecurityGroup is the node's role's security group. Required.
 	SecurityGroup awsec2.ISecurityGroup
-	// Role is the instance role. Required.
+	// Role is the instance role, shared with the other nodes of the role in
+	// the region. Default: a role of this node's own (construct ID "Role",
+	// see NewRole), in an instance profile of its own (construct ID
+	// "InstanceProfile"), for nodes that read a secret no other node may:
+	// their TLS private key.
 	Role awsiam.IRole
 	// InstanceType is the EC2 instance type, e.g. "t4g.medium". Required.
 	InstanceType string
@@ -81,6 +89,8 @@ type Node struct {
 	constructs.Construct
 	// Instance is the EC2 instance, construct ID "Instance".
 	Instance awsec2.Instance
+	// Role is the instance's role: NodeProps.Role, or the node's own.
+	Role awsiam.IRole
 	// Spec is the plan's node.
 	Spec cluster.Node
 	// UserData is the boot script, as rendered (CDK tokens unresolved).
@@ -109,14 +119,33 @@ func NewNode(scope constructs.Construct, id string, props *NodeProps) *Node {
 		ami = *debianImage(this, arch)
 	}
 	image := awsec2.MachineImage_GenericLinux(&map[string]*string{n.Region: jsii.String(ami)}, nil)
+	role, shared := props.Role, props.Role
+	var profile awsiam.IInstanceProfile
+	if role == nil {
+		own := newRole(this, "Role", fmt.Sprintf("pgha %s node %s", n.Role, n.Name))
+		// A profile of its own, not the one the CDK makes under the
+		// instance for a shared role ("InstanceInstanceProfile"): a role
+		// swapped inside an existing profile reaches a running instance
+		// only eventually, and may not until the profile is associated
+		// again or the instance restarted
+		// (https://docs.aws.amazon.com/IAM/latest/APIReference/API_AddRoleToInstanceProfile.html).
+		// Changing the instance's IamInstanceProfile instead is an update
+		// without interruption ("Update requires: No interruption": EC2
+		// replaces the running instance's profile association), so a node
+		// that had the shared role keeps its instance, IP and volume
+		// (https://docs.aws.amazon.com/AWSCloudFormation/latest/TemplateReference/aws-resource-ec2-instance.html#cfn-ec2-instance-iaminstanceprofile).
+		profile = awsiam.NewInstanceProfile(this, jsii.String("InstanceProfile"), &awsiam.InstanceProfileProps{Role: own})
+		role = own
+	}
 	instance := awsec2.NewInstance(this, jsii.String("Instance"), &awsec2.InstanceProps{
-		Vpc:           props.Network.Vpc,
-		VpcSubnets:    &awsec2.SubnetSelection{Subnets: &[]awsec2.ISubnet{props.Network.Subnet(n)}},
-		InstanceType:  awsec2.NewInstanceType(jsii.String(props.InstanceType)),
-		MachineImage:  image,
-		UserData:      awsec2.UserData_Custom(jsii.String(script)),
-		SecurityGroup: props.SecurityGroup,
-		Role:          props.Role,
+		Vpc:             props.Network.Vpc,
+		VpcSubnets:      &awsec2.SubnetSelection{Subnets: &[]awsec2.ISubnet{props.Network.Subnet(n)}},
+		InstanceType:    awsec2.NewInstanceType(jsii.String(props.InstanceType)),
+		MachineImage:    image,
+		UserData:        awsec2.UserData_Custom(jsii.String(script)),
+		SecurityGroup:   props.SecurityGroup,
+		Role:            shared,
+		InstanceProfile: profile,
 		// A fixed IP cannot move to a replacement instance while the old one
 		// holds it, so changing the boot script must not replace the node.
 		UserDataCausesReplacement: jsii.Bool(false),
@@ -140,8 +169,8 @@ func NewNode(scope constructs.Construct, id string, props *NodeProps) *Node {
 		PropagateTagsToVolumeOnCreation: jsii.Bool(true),
 	})
 	Tag(instance, cfg.Name, n.Role)
-	grantBootStatus(this, props.Plan, n, props.Role)
-	return &Node{Construct: this, Instance: instance, Spec: n, UserData: script}
+	grantBootStatus(this, props.Plan, n, role)
+	return &Node{Construct: this, Instance: instance, Role: role, Spec: n, UserData: script}
 }
 
 // debianImage returns the AMI of the stack's Debian image: Debian's latest

@@ -5,7 +5,6 @@ package postgres
 import (
 	"github.com/aws/aws-cdk-go/awscdk/v2"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsec2"
-	"github.com/aws/aws-cdk-go/awscdk/v2/awsiam"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsssm"
 	"github.com/aws/constructs-go/constructs/v10"
 	"github.com/aws/jsii-runtime-go"
@@ -32,21 +31,22 @@ type PostgresProps struct {
 	Network *network.Network
 	// SecurityGroup is the PostgreSQL nodes' security group. Required.
 	SecurityGroup awsec2.ISecurityGroup
-	// Secrets are the cluster's passwords; the nodes read the ones
-	// cluster.SecretsFor(RolePostgres) lists. Required.
+	// Secrets are the cluster's secrets; the nodes read the passwords
+	// cluster.SecretsFor(RolePostgres) lists, the CA's certificate, and
+	// each its own certificate and key. Required.
 	Secrets *secrets.Secrets
 }
 
 // Postgres is the PostgreSQL nodes of one region. Each node's data volume
 // is a separate encrypted gp3 volume (retained when the stack is deleted),
 // so the instance can be replaced without losing the data. Instances have
-// termination protection.
+// termination protection. Each node has an instance role of its own
+// (Node.Role), so that only it may read its TLS private key.
 type Postgres struct {
 	constructs.Construct
-	// Role is the nodes' instance role.
-	Role awsiam.Role
 	// Nodes are the instances, in plan order; each node's construct ID is
-	// its region-local ID ("pg1"), its instance's "Instance".
+	// its region-local ID ("pg1"), its instance's "Instance", its role's
+	// "Role".
 	Nodes []*node.Node
 	// Volumes are the data volumes, in plan order (construct ID "Data"
 	// under the node's).
@@ -56,8 +56,7 @@ type Postgres struct {
 // NewPostgres creates the region's PostgreSQL nodes.
 func NewPostgres(scope constructs.Construct, id string, props *PostgresProps) *Postgres {
 	this := constructs.NewConstruct(scope, &id)
-	p := &Postgres{Construct: this, Role: node.NewRole(this, "Role", cluster.RolePostgres)}
-	props.Secrets.GrantRead(p.Role, cluster.SecretsFor(cluster.RolePostgres)...)
+	p := &Postgres{Construct: this}
 	cfg := props.Plan.Config
 	params := map[string]awsssm.StringParameter{}
 	for _, n := range props.Plan.Select(props.Region, cluster.RolePostgres) {
@@ -78,17 +77,21 @@ func NewPostgres(scope constructs.Construct, id string, props *PostgresProps) *P
 				// Over 4 KB (many parameters) becomes an advanced parameter.
 				Tier: awsssm.ParameterTier_INTELLIGENT_TIERING,
 			})
-			params[f.Parameter].GrantRead(p.Role)
 		}
 		nd := node.NewNode(this, n.ID, &node.NodeProps{
 			Plan:                  props.Plan,
 			Node:                  n,
 			Network:               props.Network,
 			SecurityGroup:         props.SecurityGroup,
-			Role:                  p.Role,
 			InstanceType:          cfg.Instances.Postgres,
 			TerminationProtection: true,
 		})
+		props.Secrets.GrantRead(nd.Role, cluster.SecretsFor(cluster.RolePostgres)...)
+		props.Secrets.GrantReadTrust(nd.Role)
+		props.Secrets.GrantReadCertificate(nd.Role, n)
+		for _, f := range fetched {
+			params[f.Parameter].GrantRead(nd.Role)
+		}
 		vol := awsec2.NewVolume(nd.Construct, jsii.String("Data"), &awsec2.VolumeProps{
 			AvailabilityZone: jsii.String(n.AZ),
 			Size:             awscdk.Size_Gibibytes(jsii.Number(float64(cfg.Instances.DataVolumeGiB))),

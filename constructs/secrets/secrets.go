@@ -1,4 +1,6 @@
-// Package secrets holds the cluster's passwords in Secrets Manager.
+// Package secrets holds the cluster's passwords in Secrets Manager, and
+// grants access to them and to the TLS secrets the certificate issuer
+// (constructs/tls) writes.
 package secrets
 
 import (
@@ -12,6 +14,7 @@ import (
 
 	"github.com/pgha/pgha/cluster"
 	"github.com/pgha/pgha/constructs/nag"
+	"github.com/pgha/pgha/pki"
 )
 
 // PasswordLength is the length of every generated password.
@@ -33,7 +36,8 @@ type SecretsProps struct {
 }
 
 // Secrets is the cluster's passwords (cluster.Secrets): PostgreSQL's
-// superuser, replication, app and health-check roles. The owner generates
+// superuser, replication, app and health-check roles, Patroni's REST API
+// user and HAProxy's statistics page user. The owner generates
 // them in Secrets Manager (32 letters and digits: nothing that needs
 // quoting in a URL, a shell or a connection string) and replicates them.
 // A replica has the same name as its primary and a random six-character
@@ -41,8 +45,9 @@ type SecretsProps struct {
 //
 // The secrets are retained when the stack is deleted: the PostgreSQL data
 // volumes outlive the stack too, and their roles' passwords are these.
-// Rotation is not configured: the passwords are stored in PostgreSQL and
-// in Patroni's environment, which a rotation would have to update together.
+// Rotation is not configured: each password is also stored where the
+// nodes wrote it at boot (and the role passwords in PostgreSQL), which a
+// rotation would have to update together (rotationReason).
 type Secrets struct {
 	constructs.Construct
 	config  cluster.Config
@@ -63,7 +68,7 @@ func NewSecrets(scope constructs.Construct, id string, props *SecretsProps) *Sec
 	for _, name := range cluster.Secrets {
 		s.secrets[name] = awssecretsmanager.NewSecret(this, jsii.String(constructID(name)), &awssecretsmanager.SecretProps{
 			SecretName:  jsii.String(props.Config.SecretName(name)),
-			Description: jsii.String(fmt.Sprintf("pgha %s: password of the PostgreSQL %s role", props.Config.Name, name)),
+			Description: jsii.String(description(props.Config, name)),
 			GenerateSecretString: &awssecretsmanager.SecretStringGenerator{
 				PasswordLength:     jsii.Number(PasswordLength),
 				ExcludePunctuation: jsii.Bool(true),
@@ -77,10 +82,7 @@ func NewSecrets(scope constructs.Construct, id string, props *SecretsProps) *Sec
 			// https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-attribute-deletionpolicy.html
 			RemovalPolicy: awscdk.RemovalPolicy_RETAIN_ON_UPDATE_OR_DELETE,
 		})
-		nag.Suppress(s.secrets[name], "AwsSolutions-SMG4",
-			"The password is also stored in PostgreSQL (the role's SCRAM verifier) and in the nodes' Patroni environment, read once at boot; "+
-				"a Secrets Manager rotation would change the secret without changing those, and lock the cluster's roles out. "+
-				"Rotate by hand: ALTER ROLE, then put-secret-value, then restart Patroni on each node.")
+		nag.Suppress(s.secrets[name], "AwsSolutions-SMG4", rotationReason(name))
 	}
 	return s
 }
@@ -120,6 +122,47 @@ func (s *Secrets) GrantRead(grantee awsiam.IGrantable, names ...cluster.Secret) 
 	}
 }
 
+// GrantReadTrust lets grantee read the cluster CA's certificate
+// (pki.TrustSecret) in this region, which every node and the health
+// checker verify their peers against.
+func (s *Secrets) GrantReadTrust(grantee awsiam.IGrantable) {
+	s.grantTLS(grantee, pki.TrustSecret(s.config))
+}
+
+// GrantReadCertificate lets grantee read node n's certificate and private
+// key (pki.NodeSecret), which the issuer writes in n's region: grant it to
+// n's own role only, so that no other node can read n's key. It panics when
+// n is not in this stack's region.
+func (s *Secrets) GrantReadCertificate(grantee awsiam.IGrantable, n cluster.Node) {
+	if r := awscdk.Stack_Of(s.Construct).Region(); !*awscdk.Token_IsUnresolved(r) && *r != n.Region {
+		panic(fmt.Sprintf("secrets: the certificate of %s is in %s, not in this stack's region %s", n.Name, n.Region, *r))
+	}
+	s.grantTLS(grantee, pki.NodeSecret(s.config, n.Name))
+}
+
+// grantTLS grants GetSecretValue, all the nodes' tls-refresh script calls,
+// on one of the issuer's secrets in this region. The issuer creates them
+// with the SDK, so the ARN is a pattern: the name, "-" and the six random
+// characters Secrets Manager appends. No other TLS secret matches it:
+// "<cluster>/tls/ca-??????" takes exactly six characters after "ca-", so
+// not the CA's key ("ca-key-" and six more), and no node is named "ca" or
+// another node's name followed by "-" and six characters (names are
+// "<region>-<role><ordinal>").
+func (s *Secrets) grantTLS(grantee awsiam.IGrantable, name string) {
+	awsiam.Grant_AddToPrincipal(&awsiam.GrantOnPrincipalOptions{
+		Grantee: grantee,
+		Actions: jsii.Strings("secretsmanager:GetSecretValue"),
+		ResourceArns: jsii.Strings(*awscdk.Stack_Of(s.Construct).FormatArn(&awscdk.ArnComponents{
+			Service:      jsii.String("secretsmanager"),
+			Resource:     jsii.String("secret"),
+			ResourceName: jsii.String(name + "-??????"),
+			ArnFormat:    awscdk.ArnFormat_COLON_RESOURCE_NAME,
+		})),
+	})
+}
+
+// constructID is the secret's construct ID: a contract, since changing it
+// replaces the secret (and so changes its password).
 func constructID(name cluster.Secret) string {
 	switch name {
 	case cluster.SecretSuperuser:
@@ -130,6 +173,41 @@ func constructID(name cluster.Secret) string {
 		return "App"
 	case cluster.SecretHealth:
 		return "Health"
+	case cluster.SecretPatroniAPI:
+		return "PatroniAPI"
+	case cluster.SecretHAProxyStats:
+		return "HAProxyStats"
 	}
 	return string(name)
+}
+
+// description is the secret's description in Secrets Manager.
+func description(c cluster.Config, name cluster.Secret) string {
+	switch name {
+	case cluster.SecretPatroniAPI:
+		return fmt.Sprintf("pgha %s: password of Patroni's REST API user %s, which its unsafe endpoints require", c.Name, cluster.PatroniAPIUser)
+	case cluster.SecretHAProxyStats:
+		return fmt.Sprintf("pgha %s: password of HAProxy's statistics page user %s", c.Name, cluster.HAProxyStatsUser)
+	}
+	return fmt.Sprintf("pgha %s: password of the PostgreSQL %s role", c.Name, name)
+}
+
+// rotationReason says why the secret has no Secrets Manager rotation
+// (cdk-nag's AwsSolutions-SMG4): where else the password lives, and how to
+// rotate it by hand.
+func rotationReason(name cluster.Secret) string {
+	const why = "a Secrets Manager rotation would change the secret without changing those"
+	switch name {
+	case cluster.SecretPatroniAPI:
+		return "The password is also written into each PostgreSQL node's Patroni configuration at boot, and the health checker reads it once when it starts; " +
+			why + ", and lock the health checker out of Patroni's unsafe endpoints. " +
+			"Rotate by hand: put-secret-value, then rewrite the password in each node's Patroni configuration and reload Patroni, one node at a time."
+	case cluster.SecretHAProxyStats:
+		return "The password is also hashed into each HAProxy node's userlist at boot; " + why + ". " +
+			"It guards a statistics page no network may reach (operators forward port 7000 through Session Manager). " +
+			"Rotate by hand: put-secret-value, then replace the HAProxy nodes (they are stateless) or rewrite their userlist."
+	}
+	return "The password is also stored in PostgreSQL (the role's SCRAM verifier) and, for the superuser and replication roles, " +
+		"in each PostgreSQL node's Patroni configuration, written at boot; " + why + ", and lock the cluster's roles out. " +
+		"Rotate by hand: ALTER ROLE, then put-secret-value, then restart what read it (Patroni on each node, after rewriting its configuration; the app)."
 }
