@@ -175,6 +175,27 @@ var Drills = []Drill{
 		},
 	},
 	{
+		Name: "cert-rotation", Doc: "issue every node certificate again with a new key and install it on each node in turn (tls-refresh), with the app under load: every daemon serves the new one without a restart",
+		Targets: Targets{NoInterruption: true, NoAppFailure: true},
+		inject: func(ctx context.Context, r *runner) error {
+			if r.appURL == "" {
+				return errors.New("the topology has no app")
+			}
+			app := StartAppLoad(ctx, r.appURL, 50*time.Millisecond)
+			sleep(ctx, time.Second)
+			r.mark()
+			start := time.Now()
+			rotated, err := r.cluster.RotateCerts(ctx)
+			r.log.Info("certificates rotated", "nodes", len(rotated), "took", time.Since(start).Round(100*time.Millisecond))
+			if err == nil && len(rotated) == 0 {
+				err = errors.New("no certificate was rotated")
+			}
+			sleep(ctx, 5*time.Second)
+			r.res.AppRequests, r.res.AppFailures, r.res.AppErrors = app.Stop()
+			return err
+		},
+	},
+	{
 		Name: "config-change", Doc: "raise max_connections (needs a restart) and change a Patroni setting on the running cluster: the health checker PATCHes /config and restarts one member at a time, the leader last after a switchover",
 		Targets: Targets{Window: 5 * time.Second},
 		inject:  configChange,

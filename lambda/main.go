@@ -41,10 +41,11 @@ func main() {
 	}
 }
 
-// run builds the handler from the environment and hands it to the Lambda
-// runtime, which calls it once per scheduled event. The cluster CA and
-// Patroni's API password are read once, here: a cold start that cannot
-// read them fails, and the next scheduled run starts again.
+// run hands the runtime a handler, which it calls once per scheduled
+// event. The cluster CA and Patroni's API password are read at the first
+// invocation, and again at the next one when that failed: a failure is
+// then an invocation error (the Errors metric), not a crash at start-up,
+// and the start-up stays free of network calls.
 func run(ctx context.Context, getenv func(string) string, stdout io.Writer) error {
 	settings, err := healthcheck.ParseSettings([]byte(getenv(healthcheck.EnvSettings)))
 	if err != nil {
@@ -55,16 +56,22 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 		return fmt.Errorf("load AWS config: %w", err)
 	}
 	sm := secretsmanager.NewFromConfig(awsCfg)
-	roots, err := readTrust(ctx, sm, settings.TrustSecretName)
-	if err != nil {
-		return err
+	var h *handler // the runtime calls one invocation at a time
+	handle := func(ctx context.Context, ev events.EventBridgeEvent) error {
+		if h == nil {
+			roots, err := readTrust(ctx, sm, settings.TrustSecretName)
+			if err != nil {
+				return err
+			}
+			apiPassword, err := (&secretPassword{client: sm, name: settings.APISecretName}).Password(ctx)
+			if err != nil {
+				return fmt.Errorf("read the Patroni API password: %w", err)
+			}
+			h = newHandler(settings, roots, apiPassword, ssm.NewFromConfig(awsCfg), sm, stdout)
+		}
+		return h.Handle(ctx, ev)
 	}
-	apiPassword, err := (&secretPassword{client: sm, name: settings.APISecretName}).Password(ctx)
-	if err != nil {
-		return fmt.Errorf("read the Patroni API password: %w", err)
-	}
-	h := newHandler(settings, roots, apiPassword, ssm.NewFromConfig(awsCfg), sm, stdout)
-	lambda.StartWithOptions(h.Handle, lambda.WithContext(ctx))
+	lambda.StartWithOptions(handle, lambda.WithContext(ctx))
 	return nil
 }
 

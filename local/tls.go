@@ -6,7 +6,9 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/netip"
 	"os"
@@ -17,7 +19,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	"github.com/pgha/pgha/certs"
+	"github.com/pgha/pgha/cluster"
 	"github.com/pgha/pgha/pki"
+	"github.com/pgha/pgha/render"
 )
 
 // The operator's TLS files, in Dir/tls: the cluster CA's certificate and a
@@ -117,4 +121,102 @@ func (c *Cluster) caPool() (*x509.CertPool, error) {
 		return nil, err
 	}
 	return cfg.RootCAs, nil
+}
+
+// RotateCerts rotates every node certificate, as raising tls.rotation and
+// deploying does on AWS: certs.Ensure issues each again with a new key,
+// then each node runs its tls-refresh script (on AWS: SSM Run Command, or
+// the daily timer), one node at a time, and must then serve its new
+// certificate on every TLS port. It returns the nodes rotated.
+func (c *Cluster) RotateCerts(ctx context.Context) ([]string, error) {
+	var cfgErr error
+	client := func(region string) certs.Client {
+		cfg, err := c.awsConfig(region)
+		cfgErr = errors.Join(cfgErr, err)
+		return secretsmanager.NewFromConfig(cfg)
+	}
+	log := slog.New(slog.NewTextHandler(c.log, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	res, err := certs.Ensure(ctx, c.plan, client, certs.Options{Rotate: true, Log: log})
+	if err = errors.Join(err, cfgErr); err != nil {
+		return nil, fmt.Errorf("rotate the certificates: %w", err)
+	}
+	cfg, err := c.TLSConfig()
+	if err != nil {
+		return nil, err
+	}
+	for _, name := range res.Issued {
+		n, _ := c.plan.Node(name)
+		before, err := servedSerials(ctx, cfg, n)
+		if err != nil {
+			return nil, fmt.Errorf("%s before the rotation: %w", name, err)
+		}
+		if out, err := c.Exec(ctx, name, render.TLSRefreshScript); err != nil {
+			return nil, fmt.Errorf("%s: %s: %w\n%s", name, render.TLSRefreshScript, err, out)
+		}
+		// Patroni reloads its REST API's certificate in its next loop.
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			after, err := servedSerials(ctx, cfg, n)
+			if err == nil && !sharesAny(before, after) {
+				c.logf("%s serves its new certificate", name)
+				break
+			}
+			if time.Now().After(deadline) {
+				return nil, fmt.Errorf("%s still serves an old certificate 30 s after %s (%v): before %v, after %v", name, render.TLSRefreshScript, err, before, after)
+			}
+			time.Sleep(500 * time.Millisecond)
+		}
+	}
+	return res.Issued, nil
+}
+
+// servedSerials returns the serial numbers of the certificates node n
+// serves: etcd's client port, or Patroni's REST API and PostgreSQL.
+func servedSerials(ctx context.Context, cfg *tls.Config, n cluster.Node) (map[string]string, error) {
+	out := map[string]string{}
+	serial := func(port int, starttls bool) error {
+		addr := netip.AddrPortFrom(n.IP, uint16(port)).String()
+		d := &net.Dialer{Timeout: 5 * time.Second}
+		raw, err := d.DialContext(ctx, "tcp", addr)
+		if err != nil {
+			return err
+		}
+		defer raw.Close()
+		_ = raw.SetDeadline(time.Now().Add(5 * time.Second))
+		if starttls {
+			// PostgreSQL's SSLRequest: length 8, code 80877103; 'S' = yes.
+			if _, err := raw.Write([]byte{0, 0, 0, 8, 4, 210, 22, 47}); err != nil {
+				return err
+			}
+			b := make([]byte, 1)
+			if _, err := io.ReadFull(raw, b); err != nil || b[0] != 'S' {
+				return fmt.Errorf("%s refused TLS (%q, %v)", addr, b, err)
+			}
+		}
+		c := cfg.Clone()
+		c.ServerName = n.IP.String()
+		conn := tls.Client(raw, c)
+		if err := conn.HandshakeContext(ctx); err != nil {
+			return fmt.Errorf("%s: %w", addr, err)
+		}
+		out[fmt.Sprint(port)] = conn.ConnectionState().PeerCertificates[0].SerialNumber.String()
+		return nil
+	}
+	var err error
+	switch n.Role {
+	case cluster.RoleEtcd:
+		err = serial(cluster.PortEtcdClient, false)
+	case cluster.RolePostgres:
+		err = errors.Join(serial(cluster.PortPatroni, false), serial(cluster.PortPostgres, true))
+	}
+	return out, err
+}
+
+func sharesAny(a, b map[string]string) bool {
+	for k, v := range a {
+		if b[k] == v {
+			return true
+		}
+	}
+	return false
 }

@@ -50,6 +50,10 @@ const usage = `usage: pgha-local COMMAND [flags]
                                       (postgres.parameters, patroni.*): the health
                                       checker applies them, one node at a time
   switchover [--to NODE]              planned leader change through Patroni
+  rotate-certs                        issue every node certificate again (new
+                                      keys) and install it on each node in turn
+  ca                                  print the path of the cluster CA's
+                                      certificate (psql sslrootcert=...)
   down                                stop everything and remove it
   rootfs [--path DIR]                 build the cached Debian 13 root
                                       filesystem if it is missing; print its path
@@ -209,6 +213,32 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		fmt.Fprintf(stdout, "%s leads, after %s\n", leader, took.Round(10*time.Millisecond))
+		return nil
+	case "rotate-certs":
+		if err := parseNone(fs, args); err != nil {
+			return err
+		}
+		c, err := local.Open(*dir)
+		if err != nil {
+			return err
+		}
+		c.SetLog(stderr)
+		start := time.Now()
+		nodes, err := c.RotateCerts(ctx)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "rotated %d certificates (%s) in %s\n", len(nodes), strings.Join(nodes, ", "), time.Since(start).Round(100*time.Millisecond))
+		return nil
+	case "ca":
+		if err := parseNone(fs, args); err != nil {
+			return err
+		}
+		c, err := local.Open(*dir)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, c.CAFile())
 		return nil
 	case "down":
 		if err := parseNone(fs, args); err != nil {

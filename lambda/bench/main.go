@@ -11,6 +11,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -59,6 +61,7 @@ func run(args []string, stdout io.Writer) error {
 		return err
 	}
 	var writes healthcheck.WriteChecker
+	var roots *x509.CertPool // the cluster CA, with -local
 	source := "real local cluster in " + *localDir
 	if *localDir != "" {
 		c, err := local.Open(*localDir)
@@ -69,7 +72,13 @@ func run(args []string, stdout io.Writer) error {
 		if err != nil {
 			return err
 		}
-		writes = &healthcheck.PGWriteChecker{Addrs: s.HAProxy, User: s.User, Database: s.Database, Password: healthcheck.StaticPassword(pw)}
+		tlsCfg, err := c.TLSConfig()
+		if err != nil {
+			return err
+		}
+		roots = tlsCfg.RootCAs
+		writes = &healthcheck.PGWriteChecker{Addrs: s.HAProxy, User: s.User, Database: s.Database, Password: healthcheck.StaticPassword(pw),
+			TLS: &tls.Config{RootCAs: roots}}
 	} else {
 		source = "captured Patroni 4.0.7 answers on 127.0.0.1, pgtest PostgreSQL as the leader behind HAProxy"
 		for i, m := range s.Members {
@@ -98,6 +107,9 @@ func run(args []string, stdout io.Writer) error {
 		c := healthcheck.NewChecker(s, writes, restarter, &healthcheck.MemoryStore{})
 		c.Members = members
 		c.Patroni.Timeout = *timeout
+		if roots != nil {
+			c.Patroni = healthcheck.NewPatroniClient(roots, "", "", *timeout)
+		}
 		return c
 	}
 
