@@ -15,6 +15,8 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/netip"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -27,6 +29,7 @@ import (
 	"time"
 
 	"github.com/pgha/pgha/internal/pgtest"
+	"github.com/pgha/pgha/pki"
 )
 
 func main() {
@@ -42,17 +45,32 @@ func run(args []string, stdout io.Writer) error {
 	duration := fs.Duration("duration", 10*time.Second, "how long to drive each endpoint")
 	users := fs.Int("users", 10000, "distinct users")
 	poolSize := fs.Int("pool", 4, "the app's database connections (pool_max_conns; 4 is the app's own default on up to 4 CPUs)")
+	useTLS := fs.Bool("tls", true, "connect the app to PostgreSQL over TLS 1.3 with sslmode=verify-full, as on the cluster (false: plaintext)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 
-	db, err := pgtest.Launch()
+	var db *pgtest.Server
+	var err error
+	dsnTLS := ""
+	if *useTLS {
+		var caFile string
+		db, caFile, err = launchTLS()
+		if err != nil {
+			return err
+		}
+		defer os.Remove(caFile)
+		dsnTLS = "&sslmode=verify-full&sslrootcert=" + url.QueryEscape(caFile)
+	} else {
+		db, err = pgtest.Launch()
+	}
 	if err != nil {
 		return err
 	}
 	defer db.Close()
+	fmt.Fprintf(stdout, "app to PostgreSQL: TLS %v\n", *useTLS)
 
-	base, stop, err := startApp(db.DSN() + "&pool_max_conns=" + strconv.Itoa(*poolSize))
+	base, stop, err := startApp(strings.Replace(db.DSN(), "?sslmode=disable", "?sslmode=disable"+dsnTLS, 1) + "&pool_max_conns=" + strconv.Itoa(*poolSize))
 	if err != nil {
 		return err
 	}
@@ -173,6 +191,36 @@ func username(i int) string {
 
 // startApp builds ./app and runs it against dsn on a free port; stop sends
 // SIGTERM and waits for it.
+// launchTLS starts a pgtest server with a certificate for 127.0.0.1 from a
+// CA of its own (package pki, as the cluster's), and writes the CA's
+// certificate to a file for the app's sslrootcert.
+func launchTLS() (*pgtest.Server, string, error) {
+	ca, err := pki.NewCA("bench", time.Now())
+	if err != nil {
+		return nil, "", err
+	}
+	text, err := ca.Issue(pki.Identity{Name: "bench", DNS: []string{"localhost"}, IPs: []netip.Addr{netip.MustParseAddr("127.0.0.1")}}, time.Now())
+	if err != nil {
+		return nil, "", err
+	}
+	i := strings.Index(text, "-----BEGIN PRIVATE KEY")
+	db, err := pgtest.LaunchTLS(text[:i], text[i:])
+	if err != nil {
+		return nil, "", err
+	}
+	f, err := os.CreateTemp("", "pgha-bench-ca-*.crt")
+	if err != nil {
+		db.Close()
+		return nil, "", err
+	}
+	defer f.Close()
+	if _, err := f.WriteString(ca.CertPEM()); err != nil {
+		db.Close()
+		return nil, "", err
+	}
+	return db, f.Name(), nil
+}
+
 func startApp(dsn string) (base string, stop func(), err error) {
 	dir, err := os.MkdirTemp("", "hello-bench-")
 	if err != nil {

@@ -58,6 +58,8 @@ type Server struct {
 	password string
 	cred     *syscall.Credential // non-nil when running as the postgres user
 
+	tls bool // ssl = on, with server.crt and server.key in the data directory
+
 	cmd  *exec.Cmd
 	done chan struct{} // closed when cmd has exited
 }
@@ -86,18 +88,39 @@ func New(tb testing.TB) *Server {
 }
 
 // Launch initialises and starts a server. The caller must call Close.
-func Launch() (*Server, error) {
+func Launch() (*Server, error) { return launch("", "") }
+
+// LaunchTLS is Launch with ssl = on (TLS 1.3 only, as the cluster's nodes
+// run it), serving the PEM certificate and key given.
+func LaunchTLS(certPEM, keyPEM string) (*Server, error) { return launch(certPEM, keyPEM) }
+
+func launch(certPEM, keyPEM string) (*Server, error) {
 	bin, err := findBin()
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{bin: bin, password: rand.Text()}
+	s := &Server{bin: bin, password: rand.Text(), tls: certPEM != ""}
 	if s.dir, err = os.MkdirTemp("", "pgtest-"); err != nil {
 		return nil, err
 	}
 	if err := s.init(); err != nil {
 		os.RemoveAll(s.dir)
 		return nil, err
+	}
+	if s.tls {
+		for name, content := range map[string]string{"server.crt": certPEM, "server.key": keyPEM} {
+			path := filepath.Join(s.path("data"), name)
+			if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+				s.Close()
+				return nil, err
+			}
+			if s.cred != nil {
+				if err := os.Chown(path, int(s.cred.Uid), int(s.cred.Gid)); err != nil {
+					s.Close()
+					return nil, err
+				}
+			}
+		}
 	}
 	if err := s.Start(); err != nil {
 		s.Close()
@@ -127,15 +150,19 @@ func (s *Server) Start() error {
 		return err
 	}
 	defer log.Close()
-	cmd := exec.Command(filepath.Join(s.bin, "postgres"),
+	args := []string{
 		"-D", s.path("data"),
 		"-p", strconv.Itoa(s.port),
 		"-c", "listen_addresses=127.0.0.1",
-		"-c", "unix_socket_directories="+s.dir,
+		"-c", "unix_socket_directories=" + s.dir,
 		"-c", "fsync=off",
 		"-c", "synchronous_commit=off",
 		"-c", "full_page_writes=off",
-	)
+	}
+	if s.tls {
+		args = append(args, "-c", "ssl=on", "-c", "ssl_min_protocol_version=TLSv1.3")
+	}
+	cmd := exec.Command(filepath.Join(s.bin, "postgres"), args...)
 	cmd.Stdout, cmd.Stderr = log, log
 	// Pdeathsig: a test binary that dies must not leave the server behind.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: s.cred, Pdeathsig: syscall.SIGKILL}
