@@ -46,17 +46,22 @@ func TLSRefresh(p *cluster.Plan, n cluster.Node) (string, error) {
 	switch n.Role {
 	case cluster.RolePostgres:
 		data["NodeSecret"], data["KeyOwner"] = pki.NodeSecret(p.Config, n.Name), "postgres"
-		// SIGHUP: Patroni reloads its REST API's certificate when its
-		// serial changed; PostgreSQL reloads its ssl_* files on
-		// pg_reload_conf(). New connections get the new certificate.
+		// SIGHUP: Patroni 4.0.7 reloads its REST API's certificate when
+		// its serial changed (RestApiServer.reload_local_certificate,
+		// patroni/api.py); PostgreSQL reloads its ssl_* files on
+		// pg_reload_conf() (https://www.postgresql.org/docs/17/ssl-tcp.html),
+		// which Patroni's own reload does only when its configuration
+		// changed. New connections get the new certificate.
 		reload = []string{
 			"systemctl is-active --quiet pgha-patroni.service || exit 0",
 			"systemctl reload pgha-patroni.service",
 			"runuser -u postgres -- " + BinDir + "/psql -h " + SocketDir + " -XAtqc 'SELECT pg_reload_conf()' >/dev/null",
 		}
 	case cluster.RoleEtcd:
-		// etcd reads its certificate and key at every new connection, but
-		// its trusted CAs only when it starts.
+		// etcd 3.5 reads its certificate and key at every new connection
+		// (TLSInfo's GetCertificate, client/pkg/transport/listener.go),
+		// but its trusted CAs only when it starts. The cert-rotation
+		// drill checks the new certificate is served.
 		data["NodeSecret"], data["KeyOwner"] = pki.NodeSecret(p.Config, n.Name), "etcd"
 		reload = []string{"[[ -z $ca_changed ]] || systemctl try-restart pgha-etcd.service"}
 	case cluster.RoleHAProxy:
