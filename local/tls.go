@@ -40,6 +40,15 @@ func (c *Cluster) operatorPEM() string { return filepath.Join(c.tlsDir(), "opera
 // Secrets Manager with certs.Ensure, as the deploy's custom resource does
 // on AWS, then the operator's certificate.
 func (c *Cluster) ensureCerts(ctx context.Context) error {
+	if _, err := c.issue(ctx, false); err != nil {
+		return err
+	}
+	return c.writeOperatorTLS(ctx)
+}
+
+// issue runs certs.Ensure against the emulator, rotating every node
+// certificate if rotate.
+func (c *Cluster) issue(ctx context.Context, rotate bool) (certs.Result, error) {
 	var cfgErr error
 	client := func(region string) certs.Client {
 		cfg, err := c.awsConfig(region)
@@ -47,10 +56,11 @@ func (c *Cluster) ensureCerts(ctx context.Context) error {
 		return secretsmanager.NewFromConfig(cfg)
 	}
 	log := slog.New(slog.NewTextHandler(c.log, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	if _, err := certs.Ensure(ctx, c.plan, client, certs.Options{Log: log}); err != nil || cfgErr != nil {
-		return fmt.Errorf("issue the cluster's certificates: %w", errors.Join(err, cfgErr))
+	res, err := certs.Ensure(ctx, c.plan, client, certs.Options{Rotate: rotate, Log: log})
+	if err = errors.Join(err, cfgErr); err != nil {
+		return res, fmt.Errorf("issue the cluster's certificates: %w", err)
 	}
-	return c.writeOperatorTLS(ctx)
+	return res, nil
 }
 
 // writeOperatorTLS writes CAFile and the operator's certificate, issued by
@@ -129,16 +139,9 @@ func (c *Cluster) caPool() (*x509.CertPool, error) {
 // the daily timer), one node at a time, and must then serve its new
 // certificate on every TLS port. It returns the nodes rotated.
 func (c *Cluster) RotateCerts(ctx context.Context) ([]string, error) {
-	var cfgErr error
-	client := func(region string) certs.Client {
-		cfg, err := c.awsConfig(region)
-		cfgErr = errors.Join(cfgErr, err)
-		return secretsmanager.NewFromConfig(cfg)
-	}
-	log := slog.New(slog.NewTextHandler(c.log, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	res, err := certs.Ensure(ctx, c.plan, client, certs.Options{Rotate: true, Log: log})
-	if err = errors.Join(err, cfgErr); err != nil {
-		return nil, fmt.Errorf("rotate the certificates: %w", err)
+	res, err := c.issue(ctx, true)
+	if err != nil {
+		return nil, err
 	}
 	cfg, err := c.TLSConfig()
 	if err != nil {
