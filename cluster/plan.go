@@ -62,6 +62,12 @@ type RegionPlan struct {
 	AZs            []string
 	PublicSubnets  []netip.Prefix // one per AZ
 	PrivateSubnets []netip.Prefix // one per AZ
+	// CheckerSubnets hold only the region's health-checking Lambda, one
+	// /26 per AZ in the seventh /24 (after the CDK's public and private
+	// /24s): Patroni's allowlist names the primary region's, so that no
+	// node there may call Patroni's unsafe endpoints. None in a witness
+	// region, which runs no checker.
+	CheckerSubnets []netip.Prefix
 }
 
 // Plan is a validated configuration with every node placed.
@@ -158,9 +164,18 @@ func newRegionPlan(name, cidr string, azs []string, primary, witness bool) Regio
 	for i := range 3 {
 		rp.PublicSubnets = append(rp.PublicSubnets, subnet24(prefix, i))
 		rp.PrivateSubnets = append(rp.PrivateSubnets, subnet24(prefix, 3+i))
+		if !witness {
+			s := subnet24(prefix, 6).Addr().As4()
+			s[3] = byte(64 * i)
+			rp.CheckerSubnets = append(rp.CheckerSubnets, netip.PrefixFrom(netip.AddrFrom4(s), CheckerSubnetBits))
+		}
 	}
 	return rp
 }
+
+// CheckerSubnetBits is the prefix length of the checker subnets: 59
+// addresses each for the Lambda's network interfaces (AWS reserves 5).
+const CheckerSubnetBits = 26
 
 // subnet24 is the i-th /24 inside p, the order in which the CDK allocates
 // a VPC's subnets.

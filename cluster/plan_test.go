@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -35,10 +36,50 @@ func TestDefaultPlan(t *testing.T) {
 	if r.Name != "eu-west-3" || !r.Primary || r.Witness {
 		t.Errorf("primary region = %+v", r)
 	}
-	wantSubnets := []string{"10.11.0.0/24", "10.11.1.0/24", "10.11.2.0/24", "10.11.3.0/24", "10.11.4.0/24", "10.11.5.0/24"}
-	gotSubnets := fmt.Sprint(append(append([]netip.Prefix{}, r.PublicSubnets...), r.PrivateSubnets...))
+	wantSubnets := []string{"10.11.0.0/24", "10.11.1.0/24", "10.11.2.0/24", "10.11.3.0/24", "10.11.4.0/24", "10.11.5.0/24",
+		"10.11.6.0/26", "10.11.6.64/26", "10.11.6.128/26"}
+	gotSubnets := fmt.Sprint(slices.Concat(r.PublicSubnets, r.PrivateSubnets, r.CheckerSubnets))
 	if gotSubnets != fmt.Sprint(wantSubnets) {
 		t.Errorf("subnets = %s, want %v", gotSubnets, wantSubnets)
+	}
+}
+
+// The checker subnets fit the smallest VPC allowed (/21) and hold no
+// node; a witness region, which runs no checker, has none.
+func TestCheckerSubnets(t *testing.T) {
+	c := Default()
+	c.Regions[0].CIDR = "10.20.0.0/21"
+	c.Witness = &Witness{Name: "eu-central-1", CIDR: "10.13.0.0/16"}
+	c.Regions[0].Etcd, c.Regions[1].Etcd = 1, 1
+	p, err := NewPlan(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range p.Regions {
+		if r.Witness {
+			if len(r.CheckerSubnets) != 0 {
+				t.Errorf("witness %s has checker subnets %v", r.Name, r.CheckerSubnets)
+			}
+			continue
+		}
+		if len(r.CheckerSubnets) != 3 {
+			t.Fatalf("%s: %d checker subnets, want one per AZ", r.Name, len(r.CheckerSubnets))
+		}
+		for _, s := range r.CheckerSubnets {
+			if !r.CIDR.Contains(s.Addr()) || s.Bits() != CheckerSubnetBits {
+				t.Errorf("%s: checker subnet %s outside %s or not a /%d", r.Name, s, r.CIDR, CheckerSubnetBits)
+			}
+			for _, o := range slices.Concat(r.PublicSubnets, r.PrivateSubnets) {
+				if o.Overlaps(s) {
+					t.Errorf("%s: checker subnet %s overlaps %s", r.Name, s, o)
+				}
+			}
+			for _, n := range p.InRegion(r.Name) {
+				if s.Contains(n.IP) {
+					t.Errorf("%s is in checker subnet %s", n.Name, s)
+				}
+			}
+		}
 	}
 }
 

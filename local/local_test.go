@@ -107,12 +107,12 @@ func TestNames(t *testing.T) {
 	if len(nss) != 2+len(p.Regions)+len(p.Nodes)+len(checkerRegions(p)) || len(slices.Compact(slices.Sorted(slices.Values(nss)))) != len(nss) {
 		t.Errorf("namespaces not the core, the AWS side and one per router, node and checker, all distinct: %v", nss)
 	}
-	// The checker's address is in the primary region's private subnet, and
-	// so in Patroni's allowlist, and no node has it.
+	// The checker's address is in the primary region's checker subnet,
+	// and so in Patroni's allowlist, and no node has it.
 	r := p.Primary()
 	a := checkerAddr(r)
-	if !r.PrivateSubnets[0].Contains(a.Addr()) || !slices.Contains(render.APIAllowlist(p), r.PrivateSubnets[0].String()) {
-		t.Errorf("checker address %s is not in the allowlisted %s", a, r.PrivateSubnets[0])
+	if !r.CheckerSubnets[0].Contains(a.Addr()) || !slices.Contains(render.APIAllowlist(p), r.CheckerSubnets[0].String()) {
+		t.Errorf("checker address %s is not in the allowlisted %s", a, r.CheckerSubnets[0])
 	}
 	for _, n := range p.Nodes {
 		if n.IP == a.Addr() {

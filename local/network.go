@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 
 	"github.com/pgha/pgha/cluster"
@@ -162,17 +163,17 @@ func (n network) namespaces() []string {
 }
 
 // checkerNS is the network namespace of a region's health checker: a host
-// in the region's first private subnet, as the Lambda's network interface
+// in the region's first checker subnet, as the Lambda's network interface
 // is on AWS, so that Patroni's allowlist (render.APIAllowlist) admits the
-// primary region's checker and nothing in the root namespace.
+// primary region's checker, and no node and nothing in the root namespace.
 func checkerNS(region string) string { return nsPrefix + "hc-" + region }
 
-// checkerAddr is the health checker's address: the last host of the
-// region's first private subnet, which the plan gives no node.
+// checkerAddr is the health checker's address: a host of the region's
+// first checker subnet past the five AWS reserves.
 func checkerAddr(r cluster.RegionPlan) netip.Prefix {
-	s := r.PrivateSubnets[0]
+	s := r.CheckerSubnets[0]
 	a := s.Addr().As4()
-	a[3] = 254
+	a[3] += 10
 	return netip.PrefixFrom(netip.AddrFrom4(a), s.Bits())
 }
 
@@ -236,10 +237,10 @@ func (n network) create(ctx context.Context) error {
 		rns, cns := regionNS(region), checkerNS(region)
 		steps = append(steps,
 			[]string{"link", "add", "v-hc", "netns", rns, "type", "veth", "peer", "name", "eth0", "netns", cns},
-			[]string{"-n", rns, "link", "set", "v-hc", "master", bridgeName(subnetIndex(r, r.PrivateSubnets[0])), "up"},
+			[]string{"-n", rns, "link", "set", "v-hc", "master", bridgeName(subnetIndex(r, r.CheckerSubnets[0])), "up"},
 			[]string{"-n", cns, "addr", "add", checkerAddr(r).String(), "dev", "eth0"},
 			[]string{"-n", cns, "link", "set", "eth0", "up"},
-			[]string{"-n", cns, "route", "add", "default", "via", gateway(r.PrivateSubnets[0]).Addr().String()},
+			[]string{"-n", cns, "route", "add", "default", "via", gateway(r.CheckerSubnets[0]).Addr().String()},
 		)
 	}
 	steps = append(steps, n.awsSteps()...)
@@ -319,7 +320,7 @@ func linkUp(ns, dev string) bool {
 
 // subnets are a region's six /24s in CDK order: public, then private.
 func subnets(r cluster.RegionPlan) []netip.Prefix {
-	return append(append([]netip.Prefix{}, r.PublicSubnets...), r.PrivateSubnets...)
+	return slices.Concat(r.PublicSubnets, r.PrivateSubnets, r.CheckerSubnets)
 }
 
 func subnetIndex(r cluster.RegionPlan, s netip.Prefix) int {

@@ -26,10 +26,6 @@ func checkSecurity(ctx context.Context, t *testing.T, c *Cluster) {
 	pg := p.ByRole(cluster.RolePostgres)[0]
 	etcd := p.ByRole(cluster.RoleEtcd)[0]
 	haproxy := p.ByRole(cluster.RoleHAProxy)[0]
-	// Outside the allowlist (render.APIAllowlist): the secondary region's
-	// HAProxy. The primary region's HAProxy shares the private subnets the
-	// health checker runs in, and is inside it.
-	far := p.ByRole(cluster.RoleHAProxy)[len(p.ByRole(cluster.RoleHAProxy))-1]
 	app := p.ByRole(cluster.RoleApp)[0]
 	appPassword, err := c.Secret(cluster.SecretApp)
 	if err != nil {
@@ -141,7 +137,8 @@ func checkSecurity(ctx context.Context, t *testing.T, c *Cluster) {
 			{"POST /restart without credentials, from HAProxy", haproxy.Name, http.MethodPost, "/restart", "", ""},
 			{"POST /restart without credentials, from the root namespace", "", http.MethodPost, "/restart", "", ""},
 			{"PATCH /config with a wrong password, from a member", pg.Name, http.MethodPatch, "/config", cluster.PatroniAPIUser, "wrong"},
-			{"PATCH /config with the password, from the other region's HAProxy (not allowlisted)", far.Name, http.MethodPatch, "/config", cluster.PatroniAPIUser, apiPassword},
+			{"PATCH /config with the password, from HAProxy (not allowlisted)", haproxy.Name, http.MethodPatch, "/config", cluster.PatroniAPIUser, apiPassword},
+			{"POST /switchover with the password, from an etcd node (not allowlisted)", etcd.Name, http.MethodPost, "/switchover", cluster.PatroniAPIUser, apiPassword},
 			{"POST /reinitialize with the password, from the root namespace (not allowlisted)", "", http.MethodPost, "/reinitialize", cluster.PatroniAPIUser, apiPassword},
 		} {
 			code, err := status(httpClient(tc.from, verified), tc.method, patroni+tc.path, tc.user, tc.password)

@@ -207,9 +207,9 @@ func PatroniYAML(p *cluster.Plan, n cluster.Node) ([]byte, error) {
 		// HTTPS with the node's certificate. Anyone the security groups
 		// let in may read (GET); the unsafe endpoints (POST /switchover,
 		// /restart, /reinitialize, PATCH /config, ...) need the API user's
-		// password and an address of a member or of the subnets the
-		// primary region's health checker runs in (the one that applies
-		// the dynamic configuration). Patroni answers 401 and 403.
+		// password and an address of a member or of the primary region's
+		// checker subnets (its health checker applies the dynamic
+		// configuration). Patroni answers 401 and 403.
 		// https://patroni.readthedocs.io/en/latest/yaml_configuration.html#rest-api
 		RestAPI: patroniRestAPI{
 			Listen:                  fmt.Sprintf("%s:%d", n.IP, cluster.PortPatroni),
@@ -340,13 +340,13 @@ func trimRight(s string) string {
 }
 
 // APIAllowlist is where, besides the members, Patroni's unsafe REST
-// endpoints may be called from: the private subnets of the primary region,
-// where its health checker runs (the only client that PATCHes /config,
-// restarts members and switches over). Operators call them on a node
-// (patronictl there).
+// endpoints may be called from: the primary region's checker subnets,
+// which hold its health checker alone (the only client that PATCHes
+// /config, restarts members and switches over). Operators call them on a
+// node (patronictl there).
 func APIAllowlist(p *cluster.Plan) []string {
 	var out []string
-	for _, s := range p.Primary().PrivateSubnets {
+	for _, s := range p.Primary().CheckerSubnets {
 		out = append(out, s.String())
 	}
 	return out

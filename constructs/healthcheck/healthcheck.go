@@ -26,6 +26,7 @@ import (
 	"github.com/pgha/pgha/cluster"
 	"github.com/pgha/pgha/constructs/golambda"
 	"github.com/pgha/pgha/constructs/nag"
+	"github.com/pgha/pgha/constructs/network"
 	hc "github.com/pgha/pgha/healthcheck"
 )
 
@@ -174,10 +175,12 @@ func NewHealthCheck(scope constructs.Construct, id string, props *HealthCheckPro
 		MemorySize:   jsii.Number(128),
 		// A check is bounded by a few seconds of timeouts; a run must end
 		// before the next one starts.
-		Timeout:        awscdk.Duration_Seconds(jsii.Number(50)),
-		Role:           h.Role,
-		Vpc:            props.Vpc,
-		VpcSubnets:     &awsec2.SubnetSelection{SubnetType: awsec2.SubnetType_PRIVATE_WITH_EGRESS},
+		Timeout: awscdk.Duration_Seconds(jsii.Number(50)),
+		Role:    h.Role,
+		Vpc:     props.Vpc,
+		// The checker subnets, which hold nothing else: Patroni's
+		// allowlist (render.APIAllowlist) names them.
+		VpcSubnets:     &awsec2.SubnetSelection{SubnetGroupName: jsii.String(network.GroupChecker)},
 		SecurityGroups: &[]awsec2.ISecurityGroup{h.SecurityGroup},
 		LogGroup:       logGroup,
 		Environment:    &map[string]*string{hc.EnvSettings: jsii.String(string(env))},

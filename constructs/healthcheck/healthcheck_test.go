@@ -16,6 +16,7 @@ import (
 
 	"github.com/pgha/pgha/cluster"
 	"github.com/pgha/pgha/constructs/healthcheck"
+	"github.com/pgha/pgha/constructs/network"
 	hc "github.com/pgha/pgha/healthcheck"
 )
 
@@ -34,6 +35,12 @@ func TestHealthCheck(t *testing.T) {
 	})
 	vpc := awsec2.NewVpc(stack, jsii.String("Vpc"), &awsec2.VpcProps{
 		IpAddresses: awsec2.IpAddresses_Cidr(jsii.String("10.11.0.0/16")),
+		// The checker subnets' group, where the Lambda must go.
+		SubnetConfiguration: &[]*awsec2.SubnetConfiguration{
+			{Name: jsii.String("Public"), SubnetType: awsec2.SubnetType_PUBLIC, CidrMask: jsii.Number(24)},
+			{Name: jsii.String("Private"), SubnetType: awsec2.SubnetType_PRIVATE_WITH_EGRESS, CidrMask: jsii.Number(24)},
+			{Name: jsii.String(network.GroupChecker), SubnetType: awsec2.SubnetType_PRIVATE_WITH_EGRESS, CidrMask: jsii.Number(26)},
+		},
 	})
 	// The VPC stands in for constructs/network's; its findings are not the
 	// construct's.
@@ -71,11 +78,11 @@ func TestHealthCheck(t *testing.T) {
 			"Timeout":       50,
 		})
 	})
-	check("in the VPC's private subnets with its own security group", func(t *testing.T) {
+	check("in the VPC's checker subnets with its own security group", func(t *testing.T) {
 		vc := fn["VpcConfig"].(map[string]any)
 		subnets := fmt.Sprint(vc["SubnetIds"])
-		if !strings.Contains(subnets, "PrivateSubnet") || strings.Contains(subnets, "PublicSubnet") {
-			t.Errorf("subnets %s, want the private ones only", subnets)
+		if !strings.Contains(subnets, "CheckerSubnet") || strings.Contains(subnets, "PublicSubnet") || strings.Contains(subnets, "PrivateSubnet") {
+			t.Errorf("subnets %s, want the checker subnets only (Patroni's allowlist)", subnets)
 		}
 		sgs := fmt.Sprint(vc["SecurityGroupIds"])
 		if !strings.Contains(sgs, "HealthCheckSecurityGroup") {

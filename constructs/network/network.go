@@ -19,6 +19,15 @@ import (
 // SubnetMask is the size of every subnet: the plan cuts each VPC into /24s.
 const SubnetMask = 24
 
+// The VPC's subnet groups. Checker holds only the health-checking Lambda
+// (cluster.RegionPlan.CheckerSubnets), so that Patroni's allowlist can
+// name it without naming any node.
+const (
+	GroupPublic  = "Public"
+	GroupPrivate = "Private"
+	GroupChecker = "Checker"
+)
+
 // NetworkProps configures a Network.
 type NetworkProps struct {
 	// Region is the region's plan: its CIDR and the three zones the VPC
@@ -59,14 +68,22 @@ func NewNetwork(scope constructs.Construct, id string, props *NetworkProps) *Net
 	if retention == "" {
 		retention = awslogs.RetentionDays_THREE_MONTHS
 	}
+	subnetConfig := []*awsec2.SubnetConfiguration{
+		{Name: jsii.String(GroupPublic), SubnetType: awsec2.SubnetType_PUBLIC, CidrMask: jsii.Number(SubnetMask)},
+		{Name: jsii.String(GroupPrivate), SubnetType: awsec2.SubnetType_PRIVATE_WITH_EGRESS, CidrMask: jsii.Number(SubnetMask)},
+	}
+	if len(props.Region.CheckerSubnets) > 0 {
+		// Last, so that the CDK allocates them after the /24s and the
+		// existing subnets keep their CIDRs and IDs.
+		subnetConfig = append(subnetConfig, &awsec2.SubnetConfiguration{
+			Name: jsii.String(GroupChecker), SubnetType: awsec2.SubnetType_PRIVATE_WITH_EGRESS, CidrMask: jsii.Number(cluster.CheckerSubnetBits),
+		})
+	}
 	vpc := awsec2.NewVpc(this, jsii.String("Vpc"), &awsec2.VpcProps{
-		IpAddresses:       awsec2.IpAddresses_Cidr(jsii.String(props.Region.CIDR.String())),
-		AvailabilityZones: jsii.Strings(props.Region.AZs...),
-		NatGateways:       jsii.Number(float64(nat)),
-		SubnetConfiguration: &[]*awsec2.SubnetConfiguration{
-			{Name: jsii.String("Public"), SubnetType: awsec2.SubnetType_PUBLIC, CidrMask: jsii.Number(SubnetMask)},
-			{Name: jsii.String("Private"), SubnetType: awsec2.SubnetType_PRIVATE_WITH_EGRESS, CidrMask: jsii.Number(SubnetMask)},
-		},
+		IpAddresses:                  awsec2.IpAddresses_Cidr(jsii.String(props.Region.CIDR.String())),
+		AvailabilityZones:            jsii.Strings(props.Region.AZs...),
+		NatGateways:                  jsii.Number(float64(nat)),
+		SubnetConfiguration:          &subnetConfig,
 		EnableDnsHostnames:           jsii.Bool(true),
 		EnableDnsSupport:             jsii.Bool(true),
 		RestrictDefaultSecurityGroup: jsii.Bool(true),
@@ -96,8 +113,9 @@ func (n *Network) checkSubnets() error {
 		subnets *[]awsec2.ISubnet
 		want    []netip.Prefix
 	}{
-		{"public", n.Vpc.PublicSubnets(), n.Region.PublicSubnets},
-		{"private", n.Vpc.PrivateSubnets(), n.Region.PrivateSubnets},
+		{"public", n.group(GroupPublic), n.Region.PublicSubnets},
+		{"private", n.group(GroupPrivate), n.Region.PrivateSubnets},
+		{"checker", n.group(GroupChecker), n.Region.CheckerSubnets},
 	} {
 		var got []string
 		for _, sn := range *s.subnets {
@@ -117,18 +135,29 @@ func (n *Network) checkSubnets() error {
 // Subnet returns the subnet a node sits in: the public or private subnet of
 // its availability zone.
 func (n *Network) Subnet(node cluster.Node) awsec2.ISubnet {
-	subnets := n.Vpc.PrivateSubnets()
+	subnets := n.group(GroupPrivate)
 	if node.Public {
-		subnets = n.Vpc.PublicSubnets()
+		subnets = n.group(GroupPublic)
 	}
 	return (*subnets)[node.AZIndex]
 }
 
+// group returns the subnets of one subnet group, in zone order (none for
+// a group the VPC does not have).
+func (n *Network) group(name string) *[]awsec2.ISubnet {
+	if name == GroupChecker && len(n.Region.CheckerSubnets) == 0 {
+		return &[]awsec2.ISubnet{}
+	}
+	return n.Vpc.SelectSubnets(&awsec2.SubnetSelection{SubnetGroupName: jsii.String(name)}).Subnets
+}
+
 // RouteTableIDs returns the IDs of every route table of the VPC, public
-// subnets' first, in zone order: each needs a route to every peer region.
+// subnets' first, then private, then checker subnets', in zone order: each
+// needs a route to every peer region (the checker calls every region's
+// Patroni). The order keeps the existing routes' construct IDs.
 func (n *Network) RouteTableIDs() []*string {
 	var ids []*string
-	for _, subnets := range []*[]awsec2.ISubnet{n.Vpc.PublicSubnets(), n.Vpc.PrivateSubnets()} {
+	for _, subnets := range []*[]awsec2.ISubnet{n.group(GroupPublic), n.group(GroupPrivate), n.group(GroupChecker)} {
 		for _, s := range *subnets {
 			ids = append(ids, s.RouteTable().RouteTableId())
 		}
