@@ -315,26 +315,32 @@ func TestNetwork(t *testing.T) {
 					t.Errorf("%s: VPC CIDR %v, want %s", rp.Name, got, rp.CIDR)
 				}
 			}
-			var public, private []string
+			var public, private, checker []string
 			for id, sn := range resources(tpl, "AWS::EC2::Subnet") {
 				p := props(sn)
 				entry := fmt.Sprintf("%s %s", p["AvailabilityZone"], p["CidrBlock"])
-				if strings.Contains(id, "Public") {
+				switch {
+				case strings.Contains(id, "Public"):
 					public = append(public, entry)
-				} else {
+				case strings.Contains(id, "Checker"):
+					checker = append(checker, entry)
+				default:
 					private = append(private, entry)
 				}
 			}
-			var wantPublic, wantPrivate []string
+			var wantPublic, wantPrivate, wantChecker []string
 			for i, az := range rp.AZs {
 				wantPublic = append(wantPublic, fmt.Sprintf("%s %s", az, rp.PublicSubnets[i]))
 				wantPrivate = append(wantPrivate, fmt.Sprintf("%s %s", az, rp.PrivateSubnets[i]))
+				if len(rp.CheckerSubnets) > 0 {
+					wantChecker = append(wantChecker, fmt.Sprintf("%s %s", az, rp.CheckerSubnets[i]))
+				}
 			}
-			for _, l := range [][]string{public, private, wantPublic, wantPrivate} {
+			for _, l := range [][]string{public, private, checker, wantPublic, wantPrivate, wantChecker} {
 				sort.Strings(l)
 			}
-			if !slices.Equal(public, wantPublic) || !slices.Equal(private, wantPrivate) {
-				t.Errorf("%s: subnets public %v private %v, the plan has %v and %v", rp.Name, public, private, wantPublic, wantPrivate)
+			if !slices.Equal(public, wantPublic) || !slices.Equal(private, wantPrivate) || !slices.Equal(checker, wantChecker) {
+				t.Errorf("%s: subnets public %v private %v checker %v, the plan has %v, %v and %v", rp.Name, public, private, checker, wantPublic, wantPrivate, wantChecker)
 			}
 			if n := len(resources(tpl, "AWS::EC2::FlowLog")); n != 1 {
 				t.Errorf("%s: %d flow logs, want 1", rp.Name, n)
@@ -368,9 +374,11 @@ func TestPeering(t *testing.T) {
 			if !slices.Equal(peerRegions, want) {
 				t.Errorf("%s owns peerings to %v, want %v", rp.Name, peerRegions, want)
 			}
-			// Local side: a route to each later region's CIDR in all 6 route
-			// tables; peer side: a createRoute in the peer's region back to
-			// this CIDR for each of the peer's 6 route tables.
+			// Local side: a route to each later region's CIDR in all route
+			// tables (6, and 3 more for a data region's checker subnets);
+			// peer side: a createRoute in the peer's region back to this
+			// CIDR for each of the peer's route tables.
+			tables := func(r cluster.RegionPlan) int { return 6 + len(r.CheckerSubnets) }
 			routes := map[string]int{}
 			for _, r := range resources(tpl, "AWS::EC2::Route") {
 				p := props(r)
@@ -392,11 +400,11 @@ func TestPeering(t *testing.T) {
 				}
 			}
 			for _, l := range later {
-				if routes[l.CIDR.String()] != 6 {
-					t.Errorf("%s: %d routes to %s %s, want 6", rp.Name, routes[l.CIDR.String()], l.Name, l.CIDR)
+				if routes[l.CIDR.String()] != tables(rp) {
+					t.Errorf("%s: %d routes to %s %s, want %d", rp.Name, routes[l.CIDR.String()], l.Name, l.CIDR, tables(rp))
 				}
-				if peerRoutes[l.Name] != 6 {
-					t.Errorf("%s: %d routes created in %s, want 6", rp.Name, peerRoutes[l.Name], l.Name)
+				if peerRoutes[l.Name] != tables(l) {
+					t.Errorf("%s: %d routes created in %s, want %d", rp.Name, peerRoutes[l.Name], l.Name, tables(l))
 				}
 			}
 			if len(routes) != len(later) || len(peerRoutes) != len(later) {

@@ -28,6 +28,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/pgha/pgha/internal/pgtest"
 	"github.com/pgha/pgha/pki"
 )
@@ -52,7 +54,7 @@ func run(args []string, stdout io.Writer) error {
 
 	var db *pgtest.Server
 	var err error
-	dsnTLS := ""
+	sslmode := "sslmode=disable"
 	if *useTLS {
 		var caFile string
 		db, caFile, err = launchTLS()
@@ -60,7 +62,7 @@ func run(args []string, stdout io.Writer) error {
 			return err
 		}
 		defer os.Remove(caFile)
-		dsnTLS = "&sslmode=verify-full&sslrootcert=" + url.QueryEscape(caFile)
+		sslmode = "sslmode=verify-full&sslrootcert=" + url.QueryEscape(caFile)
 	} else {
 		db, err = pgtest.Launch()
 	}
@@ -70,7 +72,7 @@ func run(args []string, stdout io.Writer) error {
 	defer db.Close()
 	fmt.Fprintf(stdout, "app to PostgreSQL: TLS %v\n", *useTLS)
 
-	base, stop, err := startApp(strings.Replace(db.DSN(), "?sslmode=disable", "?sslmode=disable"+dsnTLS, 1) + "&pool_max_conns=" + strconv.Itoa(*poolSize))
+	base, stop, err := startApp(strings.Replace(db.DSN(), "sslmode=disable", sslmode, 1) + "&pool_max_conns=" + strconv.Itoa(*poolSize))
 	if err != nil {
 		return err
 	}
@@ -113,6 +115,15 @@ func run(args []string, stdout io.Writer) error {
 		r := drive(client, *conns, *duration, ep.next)
 		fmt.Fprintf(stdout, "| %s | %d | %.0f | %s | %s | %d |\n", ep.name, len(r.latencies), float64(len(r.latencies))/r.elapsed.Seconds(),
 			percentile(r.latencies, 0.50), percentile(r.latencies, 0.99), r.errors)
+	}
+	// The app's connections, as PostgreSQL sees them: TLS 1.3 or not.
+	tlsConns, allConns, err := appTLS(db.DSN())
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "\nthe app's connections to PostgreSQL over TLS 1.3: %d of %d\n", tlsConns, allConns)
+	if *useTLS != (tlsConns == allConns && allConns > 0) {
+		return fmt.Errorf("%d of the app's %d connections use TLS 1.3, want all (-tls=true) or none", tlsConns, allConns)
 	}
 	return nil
 }
@@ -191,6 +202,22 @@ func username(i int) string {
 
 // startApp builds ./app and runs it against dsn on a free port; stop sends
 // SIGTERM and waits for it.
+// appTLS counts the client connections other than its own, and those
+// over TLS (pg_stat_ssl), through the superuser's dsn.
+func appTLS(dsn string) (tlsConns, all int, err error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer conn.Close(ctx)
+	err = conn.QueryRow(ctx, `SELECT count(*) FILTER (WHERE s.ssl AND s.version = 'TLSv1.3'), count(*)
+		FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)
+		WHERE a.backend_type = 'client backend' AND a.pid <> pg_backend_pid()`).Scan(&tlsConns, &all)
+	return tlsConns, all, err
+}
+
 // launchTLS starts a pgtest server with a certificate for 127.0.0.1 from a
 // CA of its own (package pki, as the cluster's), and writes the CA's
 // certificate to a file for the app's sslrootcert.
