@@ -1,10 +1,13 @@
 package local
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"maps"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
@@ -276,5 +279,20 @@ func TestReplicationReady(t *testing.T) {
 				t.Errorf("replicationReady = %v, want ready %v", err, tt.ready)
 			}
 		})
+	}
+}
+
+// Up refuses a setting that would void "0 acknowledged writes lost" before
+// it touches anything, naming the field and the value.
+func TestUpRefusesUnsafeSettings(t *testing.T) {
+	cfg := cluster.Default()
+	cfg.Postgres.Parameters["fsync"] = "off"
+	dir := filepath.Join(t.TempDir(), "cluster")
+	_, err := Up(context.Background(), Options{Dir: dir, Config: &cfg})
+	if err == nil || !strings.Contains(err.Error(), "postgres.parameters.fsync") || !strings.Contains(err.Error(), `"off"`) {
+		t.Fatalf("Up with fsync off: %v, want an error naming postgres.parameters.fsync and \"off\"", err)
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("Up made %s before refusing: %v", dir, err)
 	}
 }
