@@ -339,13 +339,21 @@ func trimRight(s string) string {
 	return s
 }
 
-// APIAllowlist is where, besides the members, Patroni's unsafe REST
-// endpoints may be called from: the primary region's checker subnets,
+// APIAllowlist is where Patroni's unsafe REST endpoints may be called
+// from: every PostgreSQL node, and the primary region's checker subnets,
 // which hold its health checker alone (the only client that PATCHes
-// /config, restarts members and switches over). Operators call them on a
-// node (patronictl there).
+// /config, restarts members and switches over). The members are listed
+// themselves, not only through allowlist_include_members: Patroni 4.0.7
+// checks POST /failsafe, which the leader sends every member while etcd
+// has no quorum, against the allowlist alone
+// (@check_access(allowlist_check_members=False), patroni/api.py); without
+// them failsafe mode fails and the leader demotes itself. Operators call
+// the endpoints on a node (patronictl there).
 func APIAllowlist(p *cluster.Plan) []string {
 	var out []string
+	for _, n := range p.ByRole(cluster.RolePostgres) {
+		out = append(out, netip.PrefixFrom(n.IP, 32).String())
+	}
 	for _, s := range p.Primary().CheckerSubnets {
 		out = append(out, s.String())
 	}

@@ -600,3 +600,29 @@ func TestBootRetry(t *testing.T) {
 		})
 	}
 }
+
+// Patroni's allowlist holds every PostgreSQL node (POST /failsafe is checked
+// against it alone) and the primary region's checker subnets, and no other
+// node.
+func TestAPIAllowlist(t *testing.T) {
+	for name, p := range plans(t) {
+		list := APIAllowlist(p)
+		var prefixes []netip.Prefix
+		for _, s := range list {
+			prefixes = append(prefixes, netip.MustParsePrefix(s))
+		}
+		admitted := func(a netip.Addr) bool {
+			return slices.ContainsFunc(prefixes, func(q netip.Prefix) bool { return q.Contains(a) })
+		}
+		for _, n := range p.Nodes {
+			if got, want := admitted(n.IP), n.Role == cluster.RolePostgres; got != want {
+				t.Errorf("%s: %s (%s, %s) admitted %v, want %v: %v", name, n.Name, n.Role, n.IP, got, want, list)
+			}
+		}
+		for _, s := range p.Primary().CheckerSubnets {
+			if !slices.Contains(list, s.String()) {
+				t.Errorf("%s: the checker subnet %s is not in %v", name, s, list)
+			}
+		}
+	}
+}
