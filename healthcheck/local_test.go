@@ -2,6 +2,7 @@ package healthcheck_test
 
 import (
 	"context"
+	"crypto/tls"
 	"flag"
 	"fmt"
 	"io"
@@ -61,15 +62,23 @@ func TestLocalCluster(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Patroni and PostgreSQL speak TLS with the cluster's CA.
+	tlsCfg, err := c.TLSConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
 	writes := &healthcheck.PGWriteChecker{
 		Addrs: s.HAProxy, User: s.User, Database: s.Database,
 		Password: healthcheck.StaticPassword(password), Timeout: 2 * time.Second,
+		TLS: &tls.Config{RootCAs: tlsCfg.RootCAs},
 	}
 	var restarts []string
 	checker := healthcheck.NewChecker(s, writes, healthcheck.RestarterFunc(func(_ context.Context, a healthcheck.App) error {
 		restarts = append(restarts, a.Name) // dry run: the app is not touched
 		return nil
 	}), &healthcheck.MemoryStore{})
+	checker.Patroni = healthcheck.NewPatroniClient(tlsCfg.RootCAs, "", "", s.NodeTimeout())
+	patroniHTTP = checker.Patroni.HTTP
 	check := func() healthcheck.Report {
 		t.Helper()
 		r, err := checker.Check(ctx)
@@ -177,7 +186,9 @@ func TestLocalCluster(t *testing.T) {
 }
 
 // saveAnswers writes each member's raw GET /patroni and /cluster bodies
-// under testdata when -capture is given.
+// under testdata when -capture is given, with patroniHTTP (the cluster CA's).
+var patroniHTTP *http.Client
+
 func saveAnswers(t *testing.T, phase string, members []healthcheck.Member) {
 	t.Helper()
 	if !*capture {
@@ -187,7 +198,7 @@ func saveAnswers(t *testing.T, phase string, members []healthcheck.Member) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	client := &http.Client{Timeout: time.Second}
+	client := patroniHTTP
 	for _, m := range members {
 		for _, ep := range []string{"patroni", "cluster"} {
 			resp, err := client.Get(m.URL + "/" + ep)
