@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/pgha/pgha/cluster"
+	"github.com/pgha/pgha/internal/motoserver"
 	"github.com/pgha/pgha/pki"
 )
 
@@ -102,44 +102,6 @@ func tlsFiles(t *testing.T, p *cluster.Plan, host, inRoot string) (conf func(nod
 		text = bytes.ReplaceAll(text, []byte(CAFile), []byte(inRoot+"/tls/ca.crt"))
 		text = bytes.ReplaceAll(text, []byte(CertFile), []byte(inRoot+"/tls/"+node+"/node.crt"))
 		return bytes.ReplaceAll(text, []byte(KeyFile), []byte(inRoot+"/tls/"+node+"/node.key"))
-	}
-}
-
-// motoServer starts Debian 13's moto server from root on a free port of
-// 127.0.0.1 and returns its URL.
-func motoServer(t *testing.T, root string) string {
-	t.Helper()
-	rootfs(t, "usr/bin/moto_server")
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	_, port, _ := net.SplitHostPort(addr)
-	var log bytes.Buffer
-	cmd := exec.Command("chroot", root, "/usr/bin/env", "-i", "PATH=/usr/bin:/bin", "HOME=/root", "/usr/bin/moto_server", "-H", "127.0.0.1", "-p", port)
-	cmd.Stdout, cmd.Stderr = &log, &log
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-		if t.Failed() {
-			t.Logf("moto server log:\n%s", log.String())
-		}
-	})
-	for deadline := time.Now().Add(30 * time.Second); ; {
-		c, err := net.Dial("tcp", addr)
-		if err == nil {
-			c.Close()
-			return "http://" + addr
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("moto server not listening on %s after 30 s", addr)
-		}
-		time.Sleep(200 * time.Millisecond)
 	}
 }
 
@@ -388,7 +350,8 @@ func TestPostBootstrapCreatesRoles(t *testing.T) {
 	conn := fmt.Sprintf("host=%s user=postgres dbname=postgres", inRoot)
 	// The script reads the passwords from Secrets Manager with the AWS CLI:
 	// here Debian's moto server, which has no secrets yet.
-	endpoint := motoServer(t, root)
+	rootfs(t, "usr/bin/moto_server")
+	endpoint := motoserver.Start(t, root)
 	env := []string{"AWS_ENDPOINT_URL=" + endpoint, "AWS_ACCESS_KEY_ID=test", "AWS_SECRET_ACCESS_KEY=test"}
 	if out, err := asPostgres(env, "/bin/sh", inRoot+"/post-bootstrap", conn); err == nil {
 		t.Errorf("post-bootstrap ran without passwords:\n%s", out)
