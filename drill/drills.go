@@ -158,41 +158,29 @@ var Drills = []Drill{
 		Name: "switchover", Doc: "planned switchover through Patroni's REST API, with the app under load",
 		Targets: Targets{Window: 4 * time.Second, NoAppFailure: true},
 		inject: func(ctx context.Context, r *runner) error {
-			if r.appURL == "" {
-				return errors.New("the topology has no app")
-			}
-			app := StartAppLoad(ctx, r.appURL, 50*time.Millisecond)
-			sleep(ctx, time.Second)
-			r.mark()
-			to, took, err := r.cluster.Switchover(ctx, "")
-			r.log.Info("switchover", "from", r.leader, "to", to, "took", took.Round(10*time.Millisecond))
-			if err == nil {
-				r.waitRecovered(ctx, false)
-				sleep(ctx, 5*time.Second) // the app may see the change late
-			}
-			r.res.AppRequests, r.res.AppFailures, r.res.AppErrors = app.Stop()
-			return err
+			return r.underAppLoad(ctx, func() error {
+				to, took, err := r.cluster.Switchover(ctx, "")
+				r.log.Info("switchover", "from", r.leader, "to", to, "took", took.Round(10*time.Millisecond))
+				if err == nil {
+					r.waitRecovered(ctx, false)
+				}
+				return err
+			})
 		},
 	},
 	{
 		Name: "cert-rotation", Doc: "issue every node certificate again with a new key and install it on each node in turn (tls-refresh), with the app under load: every daemon serves the new one without a restart",
 		Targets: Targets{NoInterruption: true, NoAppFailure: true},
 		inject: func(ctx context.Context, r *runner) error {
-			if r.appURL == "" {
-				return errors.New("the topology has no app")
-			}
-			app := StartAppLoad(ctx, r.appURL, 50*time.Millisecond)
-			sleep(ctx, time.Second)
-			r.mark()
-			start := time.Now()
-			rotated, err := r.cluster.RotateCerts(ctx)
-			r.log.Info("certificates rotated", "nodes", len(rotated), "took", time.Since(start).Round(100*time.Millisecond))
-			if err == nil && len(rotated) == 0 {
-				err = errors.New("no certificate was rotated")
-			}
-			sleep(ctx, 5*time.Second)
-			r.res.AppRequests, r.res.AppFailures, r.res.AppErrors = app.Stop()
-			return err
+			return r.underAppLoad(ctx, func() error {
+				start := time.Now()
+				rotated, err := r.cluster.RotateCerts(ctx)
+				r.log.Info("certificates rotated", "nodes", len(rotated), "took", time.Since(start).Round(100*time.Millisecond))
+				if err == nil && len(rotated) == 0 {
+					err = errors.New("no certificate was rotated")
+				}
+				return err
+			})
 		},
 	},
 	{
@@ -397,6 +385,25 @@ type runner struct {
 
 // mark records the moment of the fault.
 func (r *runner) mark() { r.res.FaultAt = time.Now() }
+
+// underAppLoad runs act under the app's load (a request every 50 ms),
+// marking the time just before it, and records the app's requests. After
+// an act that succeeded it waits 5 s more, since the app may see the
+// change late.
+func (r *runner) underAppLoad(ctx context.Context, act func() error) error {
+	if r.appURL == "" {
+		return errors.New("the topology has no app")
+	}
+	app := StartAppLoad(ctx, r.appURL, 50*time.Millisecond)
+	sleep(ctx, time.Second)
+	r.mark()
+	err := act()
+	if err == nil {
+		sleep(ctx, 5*time.Second)
+	}
+	r.res.AppRequests, r.res.AppFailures, r.res.AppErrors = app.Stop()
+	return err
+}
 
 // fault injects f into each target, marking the time just before.
 func (r *runner) fault(ctx context.Context, f local.Fault, targets ...string) error {

@@ -366,6 +366,12 @@ func APIAllowlist(p *cluster.Plan) []string {
 // PatroniNodeConfig, so that no password is in any process's environment.
 const PatroniSecretsConfig = PatroniConfig + "/30-secrets.yml"
 
+// patroniSecretsFormat is PatroniSecretsConfig as a printf format, the same
+// for bash's printf and Go's fmt (%s, and \n for a newline): the boot
+// script fills in the header and the superuser, replication and REST API
+// passwords (single-quoted YAML: the boot accepts no quote in a password).
+const patroniSecretsFormat = `# %s\npostgresql:\n  authentication:\n    superuser:\n      password: '%s'\n    replication:\n      password: '%s'\nrestapi:\n  authentication:\n    password: '%s'\n`
+
 var postBootstrapTmpl = parse("templates/post-bootstrap.sh")
 
 // PostBootstrap renders PostBootstrapScript, which Patroni runs once, on the

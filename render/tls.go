@@ -25,11 +25,6 @@ const (
 
 var tlsRefreshTmpl = parse("templates/tls-refresh.sh")
 
-// hasCert reports whether node n has a certificate of its own.
-func hasCert(n cluster.Node) bool {
-	return n.Role == cluster.RolePostgres || n.Role == cluster.RoleEtcd
-}
-
 // TLSRefresh renders TLSRefreshScript for node n.
 func TLSRefresh(p *cluster.Plan, n cluster.Node) (string, error) {
 	data := map[string]any{

@@ -303,7 +303,7 @@ func TestEtcdAndPatroniAcceptConfig(t *testing.T) {
 			}
 		}
 		// What the boot writes from Secrets Manager.
-		secrets := "postgresql:\n  authentication:\n    superuser:\n      password: 'a'\n    replication:\n      password: 'b'\nrestapi:\n  authentication:\n    password: 'c'\n"
+		secrets := fmt.Sprintf(strings.ReplaceAll(patroniSecretsFormat, `\n`, "\n"), Header, "a", "b", "c")
 		if err := os.WriteFile(filepath.Join(dir, filepath.Base(PatroniSecretsConfig)), []byte(secrets), 0o644); err != nil {
 			t.Fatal(err)
 		}

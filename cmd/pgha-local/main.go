@@ -79,6 +79,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("pgha-local "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	dir := fs.String("dir", local.DefaultDir, "directory for node data, logs, secrets and state")
+	// open parses a command's flags (after it has defined its own), which
+	// take no argument, and opens the cluster in --dir.
+	open := func() (*local.Cluster, error) {
+		if err := parseNone(fs, args); err != nil {
+			return nil, err
+		}
+		return local.Open(*dir)
+	}
 	switch cmd {
 	case "up":
 		configFile := fs.String("config", "", "JSON of the pgha configuration (default: the pgha key of ./cdk.json's context, else the defaults)")
@@ -122,10 +130,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		stdout.Write(out)
 		return err
 	case "memory":
-		if err := parseNone(fs, args); err != nil {
-			return err
-		}
-		c, err := local.Open(*dir)
+		c, err := open()
 		if err != nil {
 			return err
 		}
@@ -143,10 +148,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return tw.Flush()
 	case "status":
 		asJSON := fs.Bool("json", false, "print JSON")
-		if err := parseNone(fs, args); err != nil {
-			return err
-		}
-		c, err := local.Open(*dir)
+		c, err := open()
 		if err != nil {
 			return err
 		}
@@ -201,10 +203,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return nil
 	case "switchover":
 		to := fs.String("to", "", "the new leader (default: Patroni picks)")
-		if err := parseNone(fs, args); err != nil {
-			return err
-		}
-		c, err := local.Open(*dir)
+		c, err := open()
 		if err != nil {
 			return err
 		}
@@ -215,10 +214,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "%s leads, after %s\n", leader, took.Round(10*time.Millisecond))
 		return nil
 	case "rotate-certs":
-		if err := parseNone(fs, args); err != nil {
-			return err
-		}
-		c, err := local.Open(*dir)
+		c, err := open()
 		if err != nil {
 			return err
 		}
@@ -231,20 +227,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "rotated %d certificates (%s) in %s\n", len(nodes), strings.Join(nodes, ", "), time.Since(start).Round(100*time.Millisecond))
 		return nil
 	case "ca":
-		if err := parseNone(fs, args); err != nil {
-			return err
-		}
-		c, err := local.Open(*dir)
+		c, err := open()
 		if err != nil {
 			return err
 		}
 		fmt.Fprintln(stdout, c.CAFile())
 		return nil
 	case "down":
-		if err := parseNone(fs, args); err != nil {
-			return err
-		}
-		c, err := local.Open(*dir)
+		c, err := open()
 		if err != nil {
 			return err
 		}

@@ -1,6 +1,8 @@
 // Package golambda builds a command of this Go module into a Lambda
 // function's code when the CDK app synthesizes: `go build` for the
-// provided.al2023 runtime on arm64, no Docker.
+// provided.al2023 runtime on arm64, no Docker. It also holds what pgha's
+// Lambdas share around the function: their log group and its grant, and
+// their EventBridge schedule.
 package golambda
 
 import (
@@ -11,9 +13,60 @@ import (
 	"os/exec"
 	"path/filepath"
 
+	"github.com/aws/aws-cdk-go/awscdk/v2"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsevents"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsiam"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awslambda"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awslogs"
+	"github.com/aws/constructs-go/constructs/v10"
 	"github.com/aws/jsii-runtime-go"
 )
+
+// NewLogGroup creates the function's log group under scope (construct ID
+// "Logs"), kept for retention (Default: awslogs.RetentionDays_ONE_MONTH)
+// and removed with the stack.
+func NewLogGroup(scope constructs.Construct, retention awslogs.RetentionDays) awslogs.LogGroup {
+	if retention == "" {
+		retention = awslogs.RetentionDays_ONE_MONTH
+	}
+	return awslogs.NewLogGroup(scope, jsii.String("Logs"), &awslogs.LogGroupProps{
+		Retention:     retention,
+		RemovalPolicy: awscdk.RemovalPolicy_DESTROY,
+	})
+}
+
+// GrantLogs lets role write to logGroup (statement "Logs"): CDK's log group
+// ARN ends in ":*", which covers its log streams.
+func GrantLogs(role awsiam.Role, logGroup awslogs.LogGroup) {
+	role.AddToPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+		Sid:       jsii.String("Logs"),
+		Actions:   jsii.Strings("logs:CreateLogStream", "logs:PutLogEvents"),
+		Resources: jsii.Strings(*logGroup.LogGroupArn()),
+	}))
+}
+
+// NewSchedule runs fn on an EventBridge schedule expression: the rule
+// (construct ID "Schedule") with fn as its target targetID, given input
+// ("" for EventBridge's default event), and fn's permission for it (also
+// "Schedule").
+func NewSchedule(scope constructs.Construct, fn awslambda.Function, expression, description, targetID, input string) awsevents.CfnRule {
+	target := &awsevents.CfnRule_TargetProperty{Arn: fn.FunctionArn(), Id: jsii.String(targetID)}
+	if input != "" {
+		target.Input = jsii.String(input)
+	}
+	rule := awsevents.NewCfnRule(scope, jsii.String("Schedule"), &awsevents.CfnRuleProps{
+		Description:        jsii.String(description),
+		ScheduleExpression: jsii.String(expression),
+		State:              jsii.String("ENABLED"),
+		Targets:            &[]any{target},
+	})
+	fn.AddPermission(jsii.String("Schedule"), &awslambda.Permission{
+		Principal: awsiam.NewServicePrincipal(jsii.String("events.amazonaws.com"), nil),
+		Action:    jsii.String("lambda:InvokeFunction"),
+		SourceArn: rule.AttrArn(),
+	})
+	return rule
+}
 
 // Handler is the executable's name, which the provided.al2023 runtime runs.
 const Handler = "bootstrap"

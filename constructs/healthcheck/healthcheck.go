@@ -151,10 +151,7 @@ func NewHealthCheck(scope constructs.Construct, id string, props *HealthCheckPro
 		h.SecurityGroup.AddEgressRule(awsec2.Peer_Ipv4(jsii.String(r.cidr)), awsec2.Port_Tcp(jsii.Number(float64(r.port))), jsii.String(r.why), nil)
 	}
 
-	logGroup := awslogs.NewLogGroup(this, jsii.String("Logs"), &awslogs.LogGroupProps{
-		Retention:     orRetention(props.LogRetention),
-		RemovalPolicy: awscdk.RemovalPolicy_DESTROY,
-	})
+	logGroup := golambda.NewLogGroup(this, props.LogRetention)
 
 	h.Role = awsiam.NewRole(this, jsii.String("Role"), &awsiam.RoleProps{
 		AssumedBy:   awsiam.NewServicePrincipal(jsii.String("lambda.amazonaws.com"), nil),
@@ -194,20 +191,7 @@ func NewHealthCheck(scope constructs.Construct, id string, props *HealthCheckPro
 	if schedule == "" {
 		schedule = "rate(1 minute)"
 	}
-	h.Rule = awsevents.NewCfnRule(this, jsii.String("Schedule"), &awsevents.CfnRuleProps{
-		Description:        jsii.String(fmt.Sprintf("pgha %s: run the health checker", cfg.Name)),
-		ScheduleExpression: jsii.String(schedule),
-		State:              jsii.String("ENABLED"),
-		Targets: &[]any{&awsevents.CfnRule_TargetProperty{
-			Arn: h.Function.FunctionArn(),
-			Id:  jsii.String("HealthCheck"),
-		}},
-	})
-	h.Function.AddPermission(jsii.String("Schedule"), &awslambda.Permission{
-		Principal: awsiam.NewServicePrincipal(jsii.String("events.amazonaws.com"), nil),
-		Action:    jsii.String("lambda:InvokeFunction"),
-		SourceArn: h.Rule.AttrArn(),
-	})
+	h.Rule = golambda.NewSchedule(this, h.Function, schedule, fmt.Sprintf("pgha %s: run the health checker", cfg.Name), "HealthCheck", "")
 
 	h.addAlarms(cfg, props.Region)
 	return h
@@ -227,9 +211,7 @@ func (h *HealthCheck) grant(stack awscdk.Stack, logGroup awslogs.LogGroup, s hc.
 		h.Role.AddToPolicy(awsiam.NewPolicyStatement(st))
 	}
 	arn := func(c awscdk.ArnComponents) *string { return stack.FormatArn(&c) }
-	// CDK's log group ARN ends in ":*", which covers its log streams.
-	add("Logs", []string{"logs:CreateLogStream", "logs:PutLogEvents"},
-		[]*string{logGroup.LogGroupArn()}, nil)
+	golambda.GrantLogs(h.Role, logGroup)
 	// A Lambda in a VPC manages its network interfaces itself; these EC2
 	// actions support no resource-level restriction (as in the managed
 	// AWSLambdaVPCAccessExecutionRole).
@@ -372,11 +354,4 @@ func egressRules(p *cluster.Plan, region string) []egressRule {
 	}
 	out = append(out, egressRule{"0.0.0.0/0", 443, "HTTPS to AWS APIs (SSM, Secrets Manager)"})
 	return out
-}
-
-func orRetention(r awslogs.RetentionDays) awslogs.RetentionDays {
-	if r == "" {
-		return awslogs.RetentionDays_ONE_MONTH
-	}
-	return r
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/pgha/pgha/constructs/healthcheck"
 	"github.com/pgha/pgha/constructs/network"
 	hc "github.com/pgha/pgha/healthcheck"
+	"github.com/pgha/pgha/internal/cdktest"
 )
 
 // TestHealthCheck synthesizes one region stack with the construct once and
@@ -68,7 +69,7 @@ func TestHealthCheck(t *testing.T) {
 			f(t)
 		})
 	}
-	fn := onlyResource(t, tmpl, "AWS::Lambda::Function")
+	fn := cdktest.Only(t, tmpl, "AWS::Lambda::Function")
 
 	check("runtime and architecture", func(t *testing.T) {
 		tmpl.HasResourceProperties(jsii.String("AWS::Lambda::Function"), map[string]any{
@@ -93,7 +94,7 @@ func TestHealthCheck(t *testing.T) {
 		tmpl.HasResourceProperties(jsii.String("AWS::Events::Rule"), map[string]any{
 			"ScheduleExpression": "rate(1 minute)",
 			"State":              "ENABLED",
-			"Targets":            []any{assertions.Match_ObjectLike(&map[string]any{"Arn": map[string]any{"Fn::GetAtt": []any{logicalID(t, tmpl, "AWS::Lambda::Function"), "Arn"}}})},
+			"Targets":            []any{assertions.Match_ObjectLike(&map[string]any{"Arn": map[string]any{"Fn::GetAtt": []any{cdktest.LogicalID(t, tmpl, "AWS::Lambda::Function"), "Arn"}}})},
 		})
 		tmpl.HasResourceProperties(jsii.String("AWS::Lambda::Permission"), map[string]any{
 			"Action":    "lambda:InvokeFunction",
@@ -252,10 +253,10 @@ func TestHealthCheck(t *testing.T) {
 		ann := assertions.Annotations_FromStack(stack)
 		match := assertions.Match_StringLikeRegexp(jsii.String("AwsSolutions-.*"))
 		for _, m := range *ann.FindError(jsii.String("*"), match) {
-			t.Errorf("error: %s", toJSON(m))
+			t.Errorf("error: %s", cdktest.ToJSON(m))
 		}
 		for _, m := range *ann.FindWarning(jsii.String("*"), match) {
-			t.Errorf("warning: %s", toJSON(m))
+			t.Errorf("warning: %s", cdktest.ToJSON(m))
 		}
 	})
 	if os.Getenv("PGHA_DUMP_TEMPLATE") != "" {
@@ -264,30 +265,9 @@ func TestHealthCheck(t *testing.T) {
 	}
 }
 
-func resources(t *testing.T, tmpl assertions.Template, typ string) map[string]map[string]any {
-	t.Helper()
-	out := map[string]map[string]any{}
-	for id, r := range *tmpl.FindResources(jsii.String(typ), nil) {
-		out[id] = *r
-	}
-	return out
-}
-
-func onlyResource(t *testing.T, tmpl assertions.Template, typ string) map[string]any {
-	t.Helper()
-	rs := resources(t, tmpl, typ)
-	if len(rs) != 1 {
-		t.Fatalf("%d %s, want 1", len(rs), typ)
-	}
-	for _, r := range rs {
-		return r["Properties"].(map[string]any)
-	}
-	return nil
-}
-
 func onlyResourceMatching(t *testing.T, tmpl assertions.Template, typ, prefix string) map[string]any {
 	t.Helper()
-	for id, r := range resources(t, tmpl, typ) {
+	for id, r := range cdktest.Resources(t, tmpl, typ) {
 		if strings.HasPrefix(id, prefix) {
 			return r["Properties"].(map[string]any)
 		}
@@ -296,20 +276,11 @@ func onlyResourceMatching(t *testing.T, tmpl assertions.Template, typ, prefix st
 	return nil
 }
 
-func logicalID(t *testing.T, tmpl assertions.Template, typ string) string {
-	t.Helper()
-	for id := range resources(t, tmpl, typ) {
-		return id
-	}
-	t.Fatalf("no %s", typ)
-	return ""
-}
-
 // statements are the health checker role's policy statements.
 func statements(t *testing.T, tmpl assertions.Template) []map[string]any {
 	t.Helper()
 	var out []map[string]any
-	for id, r := range resources(t, tmpl, "AWS::IAM::Policy") {
+	for id, r := range cdktest.Resources(t, tmpl, "AWS::IAM::Policy") {
 		if !strings.HasPrefix(id, "HealthCheckRole") {
 			continue
 		}
@@ -322,9 +293,4 @@ func statements(t *testing.T, tmpl assertions.Template) []map[string]any {
 		t.Fatal("no policy statements on the health checker's role")
 	}
 	return out
-}
-
-func toJSON(v any) string {
-	b, _ := json.Marshal(v)
-	return string(b)
 }

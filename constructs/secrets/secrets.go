@@ -98,11 +98,16 @@ func (s *Secrets) ARN(name cluster.Secret) *string {
 	if sec, ok := s.secrets[name]; ok {
 		return sec.SecretArn()
 	}
-	// Secrets Manager appends "-" and six random characters to the name.
+	return s.arnPattern(s.config.SecretName(name))
+}
+
+// arnPattern matches the ARN of the secret called name in this region:
+// Secrets Manager appends "-" and six random characters to the name.
+func (s *Secrets) arnPattern(name string) *string {
 	return awscdk.Stack_Of(s.Construct).FormatArn(&awscdk.ArnComponents{
 		Service:      jsii.String("secretsmanager"),
 		Resource:     jsii.String("secret"),
-		ResourceName: jsii.String(s.config.SecretName(name) + "-??????"),
+		ResourceName: jsii.String(name + "-??????"),
 		ArnFormat:    awscdk.ArnFormat_COLON_RESOURCE_NAME,
 	})
 }
@@ -142,22 +147,16 @@ func (s *Secrets) GrantReadCertificate(grantee awsiam.IGrantable, n cluster.Node
 
 // grantTLS grants GetSecretValue, all the nodes' tls-refresh script calls,
 // on one of the issuer's secrets in this region. The issuer creates them
-// with the SDK, so the ARN is a pattern: the name, "-" and the six random
-// characters Secrets Manager appends. No other TLS secret matches it:
+// with the SDK, so the ARN is a pattern (arnPattern). No other TLS secret matches it:
 // "<cluster>/tls/ca-??????" takes exactly six characters after "ca-", so
 // not the CA's key ("ca-key-" and six more), and no node is named "ca" or
 // another node's name followed by "-" and six characters (names are
 // "<region>-<role><ordinal>").
 func (s *Secrets) grantTLS(grantee awsiam.IGrantable, name string) {
 	awsiam.Grant_AddToPrincipal(&awsiam.GrantOnPrincipalOptions{
-		Grantee: grantee,
-		Actions: jsii.Strings("secretsmanager:GetSecretValue"),
-		ResourceArns: jsii.Strings(*awscdk.Stack_Of(s.Construct).FormatArn(&awscdk.ArnComponents{
-			Service:      jsii.String("secretsmanager"),
-			Resource:     jsii.String("secret"),
-			ResourceName: jsii.String(name + "-??????"),
-			ArnFormat:    awscdk.ArnFormat_COLON_RESOURCE_NAME,
-		})),
+		Grantee:      grantee,
+		Actions:      jsii.Strings("secretsmanager:GetSecretValue"),
+		ResourceArns: jsii.Strings(*s.arnPattern(name)),
 	})
 }
 

@@ -101,10 +101,7 @@ func NewCertificateIssuer(scope constructs.Construct, id string, props *Certific
 			"the certificate issuer's schedule input is %d characters, over EventBridge's %d: the configuration is too large", len(input), MaxInput)))
 	}
 
-	logGroup := awslogs.NewLogGroup(this, jsii.String("Logs"), &awslogs.LogGroupProps{
-		Retention:     orRetention(props.LogRetention),
-		RemovalPolicy: awscdk.RemovalPolicy_DESTROY,
-	})
+	logGroup := golambda.NewLogGroup(this, props.LogRetention)
 	c.Role = awsiam.NewRole(this, jsii.String("Role"), &awsiam.RoleProps{
 		AssumedBy:   awsiam.NewServicePrincipal(jsii.String("lambda.amazonaws.com"), nil),
 		Description: jsii.String(fmt.Sprintf("pgha %s certificate issuer", cfg.Name)),
@@ -154,21 +151,8 @@ func NewCertificateIssuer(scope constructs.Construct, id string, props *Certific
 	if schedule == "" {
 		schedule = "rate(1 day)"
 	}
-	c.Rule = awsevents.NewCfnRule(this, jsii.String("Schedule"), &awsevents.CfnRuleProps{
-		Description:        jsii.String(fmt.Sprintf("pgha %s: renew the TLS certificates that expire soon", cfg.Name)),
-		ScheduleExpression: jsii.String(schedule),
-		State:              jsii.String("ENABLED"),
-		Targets: &[]any{&awsevents.CfnRule_TargetProperty{
-			Arn:   c.Function.FunctionArn(),
-			Id:    jsii.String("CertificateIssuer"),
-			Input: jsii.String(string(input)),
-		}},
-	})
-	c.Function.AddPermission(jsii.String("Schedule"), &awslambda.Permission{
-		Principal: awsiam.NewServicePrincipal(jsii.String("events.amazonaws.com"), nil),
-		Action:    jsii.String("lambda:InvokeFunction"),
-		SourceArn: c.Rule.AttrArn(),
-	})
+	c.Rule = golambda.NewSchedule(this, c.Function, schedule,
+		fmt.Sprintf("pgha %s: renew the TLS certificates that expire soon", cfg.Name), "CertificateIssuer", string(input))
 
 	c.ErrorAlarm = awscloudwatch.NewAlarm(this, jsii.String("ErrorAlarm"), &awscloudwatch.AlarmProps{
 		AlarmDescription: jsii.String(fmt.Sprintf("pgha %s: the certificate issuer failed in the last day; "+
@@ -192,12 +176,7 @@ func SecretsPattern(c cluster.Config) string { return c.Name + "/tls/*" }
 // grant gives the role exactly what the issuer needs: its own log, and the
 // TLS secrets in every region of the plan.
 func (c *CertificateIssuer) grant(stack awscdk.Stack, p *cluster.Plan, logGroup awslogs.LogGroup) {
-	// CDK's log group ARN ends in ":*", which covers its log streams.
-	c.Role.AddToPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
-		Sid:       jsii.String("Logs"),
-		Actions:   jsii.Strings("logs:CreateLogStream", "logs:PutLogEvents"),
-		Resources: jsii.Strings(*logGroup.LogGroupArn()),
-	}))
+	golambda.GrantLogs(c.Role, logGroup)
 	pattern := "secret:" + SecretsPattern(p.Config)
 	var arns []*string
 	var findings []string
@@ -219,11 +198,4 @@ func (c *CertificateIssuer) grant(stack awscdk.Stack, p *cluster.Plan, logGroup 
 			"and the six random characters Secrets Manager appends, so their ARNs are not known in advance; the wildcard is limited to this cluster's "+
 			"tls/ prefix in the plan's regions, and no other secret matches it (the passwords are <cluster>/<name>).",
 		findings...)
-}
-
-func orRetention(r awslogs.RetentionDays) awslogs.RetentionDays {
-	if r == "" {
-		return awslogs.RetentionDays_ONE_MONTH
-	}
-	return r
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/pgha/pgha/cluster"
 	"github.com/pgha/pgha/constructs/tls"
+	"github.com/pgha/pgha/internal/cdktest"
 	"github.com/pgha/pgha/internal/certevent"
 )
 
@@ -79,7 +80,7 @@ func TestCertificateIssuer(t *testing.T) {
 		cfg := s.plan.Config
 		prefix := fmt.Sprintf("%d regions: ", len(s.plan.Regions))
 		tmpl := s.tmpl
-		fn := only(t, tmpl, "AWS::Lambda::Function")
+		fn := cdktest.Only(t, tmpl, "AWS::Lambda::Function")
 		check(prefix+"runtime, architecture, outside any VPC", func(t *testing.T) {
 			tmpl.HasResourceProperties(jsii.String("AWS::Lambda::Function"), map[string]any{
 				"Runtime":       "provided.al2023",
@@ -118,7 +119,7 @@ func TestCertificateIssuer(t *testing.T) {
 					t.Errorf("secret actions %v, want %v", got, want)
 				}
 				for _, r := range st["Resource"].([]any) {
-					arn := toJSON(r)
+					arn := cdktest.ToJSON(r)
 					if !strings.HasSuffix(arn, `:secret:`+cfg.Name+`/tls/*"]]}`) {
 						t.Errorf("secret resource %s, want the cluster's tls/ prefix", arn)
 					}
@@ -140,13 +141,13 @@ func TestCertificateIssuer(t *testing.T) {
 			}
 		})
 		check(prefix+"custom resource: the configuration and the rotation", func(t *testing.T) {
-			crs := resources(t, tmpl, certevent.ResourceType)
+			crs := cdktest.Resources(t, tmpl, certevent.ResourceType)
 			if len(crs) != 1 {
 				t.Fatalf("%d %s, want 1", len(crs), certevent.ResourceType)
 			}
 			for _, cr := range crs {
 				p := cr["Properties"].(map[string]any)
-				if toJSON(p["ServiceToken"]) != `{"Fn::GetAtt":["`+logicalID(t, tmpl, "AWS::Lambda::Function")+`","Arn"]}` {
+				if cdktest.ToJSON(p["ServiceToken"]) != `{"Fn::GetAtt":["`+cdktest.LogicalID(t, tmpl, "AWS::Lambda::Function")+`","Arn"]}` {
 					t.Errorf("service token %v, want the function's ARN", p["ServiceToken"])
 				}
 				text, _ := p[certevent.PropConfig].(string)
@@ -163,7 +164,7 @@ func TestCertificateIssuer(t *testing.T) {
 			}
 		})
 		check(prefix+"daily schedule with the renew input", func(t *testing.T) {
-			rule := only(t, tmpl, "AWS::Events::Rule")
+			rule := cdktest.Only(t, tmpl, "AWS::Events::Rule")
 			if rule["ScheduleExpression"] != "rate(1 day)" || rule["State"] != "ENABLED" {
 				t.Errorf("rule %v", rule)
 			}
@@ -172,7 +173,7 @@ func TestCertificateIssuer(t *testing.T) {
 				t.Fatalf("%d targets", len(targets))
 			}
 			target := targets[0].(map[string]any)
-			if toJSON(target["Arn"]) != `{"Fn::GetAtt":["`+logicalID(t, tmpl, "AWS::Lambda::Function")+`","Arn"]}` {
+			if cdktest.ToJSON(target["Arn"]) != `{"Fn::GetAtt":["`+cdktest.LogicalID(t, tmpl, "AWS::Lambda::Function")+`","Arn"]}` {
 				t.Errorf("target %v, want the function", target["Arn"])
 			}
 			want, _ := certevent.RenewInput(cfg)
@@ -207,10 +208,10 @@ func TestCertificateIssuer(t *testing.T) {
 			ann := assertions.Annotations_FromStack(s.stack)
 			match := assertions.Match_StringLikeRegexp(jsii.String("AwsSolutions-.*"))
 			for _, m := range *ann.FindError(jsii.String("*"), match) {
-				t.Errorf("error: %s", toJSON(m))
+				t.Errorf("error: %s", cdktest.ToJSON(m))
 			}
 			for _, m := range *ann.FindWarning(jsii.String("*"), match) {
-				t.Errorf("warning: %s", toJSON(m))
+				t.Errorf("warning: %s", cdktest.ToJSON(m))
 			}
 		})
 	}
@@ -223,12 +224,12 @@ func TestCertificateIssuer(t *testing.T) {
 		if err := json.Unmarshal(readFile(t, "../../lambda/certs/testdata/renew.json"), &renew); err != nil {
 			t.Fatal(err)
 		}
-		rule := only(t, tmpl, "AWS::Events::Rule")
+		rule := cdktest.Only(t, tmpl, "AWS::Events::Rule")
 		if err := json.Unmarshal([]byte(rule["Targets"].([]any)[0].(map[string]any)["Input"].(string)), &input); err != nil {
 			t.Fatal(err)
 		}
 		if !reflect.DeepEqual(renew, input) {
-			t.Errorf("renew.json is not the schedule's input:\n%s\n%s", toJSON(renew), toJSON(input))
+			t.Errorf("renew.json is not the schedule's input:\n%s\n%s", cdktest.ToJSON(renew), cdktest.ToJSON(input))
 		}
 		var create struct {
 			ResourceType       string
@@ -237,7 +238,7 @@ func TestCertificateIssuer(t *testing.T) {
 		if err := json.Unmarshal(readFile(t, "../../lambda/certs/testdata/create.json"), &create); err != nil {
 			t.Fatal(err)
 		}
-		for _, cr := range resources(t, tmpl, certevent.ResourceType) {
+		for _, cr := range cdktest.Resources(t, tmpl, certevent.ResourceType) {
 			p := cr["Properties"].(map[string]any)
 			if create.ResourceType != certevent.ResourceType || create.ResourceProperties[certevent.PropConfig] != p[certevent.PropConfig] ||
 				create.ResourceProperties[certevent.PropRotation] != fmt.Sprint(p[certevent.PropRotation]) {
@@ -273,41 +274,11 @@ func readFile(t *testing.T, path string) []byte {
 	return b
 }
 
-func resources(t *testing.T, tmpl assertions.Template, typ string) map[string]map[string]any {
-	t.Helper()
-	out := map[string]map[string]any{}
-	for id, r := range *tmpl.FindResources(jsii.String(typ), nil) {
-		out[id] = *r
-	}
-	return out
-}
-
-func only(t *testing.T, tmpl assertions.Template, typ string) map[string]any {
-	t.Helper()
-	rs := resources(t, tmpl, typ)
-	if len(rs) != 1 {
-		t.Fatalf("%d %s, want 1", len(rs), typ)
-	}
-	for _, r := range rs {
-		return r["Properties"].(map[string]any)
-	}
-	return nil
-}
-
-func logicalID(t *testing.T, tmpl assertions.Template, typ string) string {
-	t.Helper()
-	for id := range resources(t, tmpl, typ) {
-		return id
-	}
-	t.Fatalf("no %s", typ)
-	return ""
-}
-
 // statements are the issuer role's policy statements.
 func statements(t *testing.T, tmpl assertions.Template) []map[string]any {
 	t.Helper()
 	var out []map[string]any
-	for id, r := range resources(t, tmpl, "AWS::IAM::Policy") {
+	for id, r := range cdktest.Resources(t, tmpl, "AWS::IAM::Policy") {
 		if !strings.HasPrefix(id, "CertificateIssuerRole") {
 			t.Errorf("policy %s is not the issuer role's", id)
 			continue
@@ -321,9 +292,4 @@ func statements(t *testing.T, tmpl assertions.Template) []map[string]any {
 		t.Fatal("no policy statements on the issuer's role")
 	}
 	return out
-}
-
-func toJSON(v any) string {
-	b, _ := json.Marshal(v)
-	return string(b)
 }

@@ -208,7 +208,7 @@ umask 077
 superuser=$(secret {{.SuperSecret}})
 replication=$(secret {{.ReplSecret}})
 api=$(secret {{.APISecret}})
-printf "# %s\npostgresql:\n  authentication:\n    superuser:\n      password: '%s'\n    replication:\n      password: '%s'\nrestapi:\n  authentication:\n    password: '%s'\n" \
+printf "{{.PatroniSecretsFormat}}" \
 	"{{.Header}}" "$superuser" "$replication" "$api" >{{.PatroniSecrets}}.new
 unset superuser replication api
 umask 022
