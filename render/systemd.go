@@ -126,9 +126,7 @@ var appRunTmpl = parse("templates/app-run.sh")
 // AppRun renders AppRunScript for app node n: it reads the image from
 // AppImageParameter and runs the container with AppEnv.
 func AppRun(p *cluster.Plan, n cluster.Node) (string, error) {
-	env := AppEnv(p, n)
-	env["DATABASE_PASSWORD_FILE"] = containerPasswordFile
-	env["DATABASE_URL"] = strings.Replace(env["DATABASE_URL"], "sslrootcert="+CAFile, "sslrootcert="+containerCAFile, 1)
+	env := appEnv(p, n, containerPasswordFile, containerCAFile)
 	// The node's own network: the app listens on the node's port, and no
 	// bridge or NAT sits between it and the HAProxy nodes.
 	run := []string{"podman", "run", "--rm", "--name", AppContainer, "--network=host"}
@@ -170,13 +168,17 @@ const (
 	containerCAFile       = "/run/secrets/ca.crt"
 )
 
-// AppEnv is the environment of the app on node n, as the local cluster
-// runs the app binary (the container gets the same, with
-// DATABASE_PASSWORD_FILE pointing at its mount of AppPasswordFile).
+// AppEnv is the environment of the app on node n, with the node's paths of
+// its password and of the cluster CA (AppPasswordFile, CAFile); the
+// container gets the same with the paths of its mounts of them (AppRun).
 // DATABASE_URL lists the HAProxy nodes of the app's own region first, then
 // the others; libpq-style clients try them in order and keep the first
 // that accepts writes.
 func AppEnv(p *cluster.Plan, n cluster.Node) map[string]string {
+	return appEnv(p, n, AppPasswordFile, CAFile)
+}
+
+func appEnv(p *cluster.Plan, n cluster.Node, passwordFile, caFile string) map[string]string {
 	var hosts []string
 	for _, h := range p.HAProxyOrder(n.Region) {
 		hosts = append(hosts, fmt.Sprintf("%s:%d", h.IP, cluster.PortHAProxyWrite))
@@ -185,8 +187,8 @@ func AppEnv(p *cluster.Plan, n cluster.Node) map[string]string {
 		// verify-full through HAProxy, which passes TLS through: every
 		// PostgreSQL node's certificate names every HAProxy address.
 		"DATABASE_URL": fmt.Sprintf("postgres://%s@%s/%s?target_session_attrs=read-write&connect_timeout=2&sslmode=verify-full&sslrootcert=%s",
-			cluster.AppUser, strings.Join(hosts, ","), p.Config.App.Database, CAFile),
-		"DATABASE_PASSWORD_FILE": AppPasswordFile,
+			cluster.AppUser, strings.Join(hosts, ","), p.Config.App.Database, caFile),
+		"DATABASE_PASSWORD_FILE": passwordFile,
 		"PORT":                   fmt.Sprint(cluster.PortApp),
 	}
 }
