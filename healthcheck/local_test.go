@@ -78,7 +78,6 @@ func TestLocalCluster(t *testing.T) {
 		return nil
 	}), &healthcheck.MemoryStore{})
 	checker.Patroni = healthcheck.NewPatroniClient(tlsCfg.RootCAs, "", "", s.NodeTimeout())
-	patroniHTTP = checker.Patroni.HTTP
 	check := func() healthcheck.Report {
 		t.Helper()
 		r, err := checker.Check(ctx)
@@ -117,7 +116,7 @@ func TestLocalCluster(t *testing.T) {
 	if !old.Confirmed || old.Timeline < 1 || len(v.Unreachable) != 0 || v.MaxLagBytes() > 1<<20 {
 		t.Fatalf("healthy view %+v", v)
 	}
-	saveAnswers(t, "healthy", s.Members)
+	saveAnswers(t, checker.Patroni.HTTP, "healthy", s.Members)
 
 	// Leader killed: its key outlives it for up to ttl; the check must
 	// see that the leader does not answer and hold.
@@ -130,7 +129,7 @@ func TestLocalCluster(t *testing.T) {
 	}
 	start := time.Now()
 	r = check()
-	saveAnswers(t, "leader-killed", s.Members)
+	saveAnswers(t, checker.Patroni.HTTP, "leader-killed", s.Members)
 	t.Logf("leader %s killed: ready=%v: %s (check took %s)", old.Name, r.Decision.Ready, r.Decision.Reason, r.Duration)
 	if r.Decision.Ready || len(r.Decision.Restarts()) != 0 {
 		t.Fatalf("ready right after the leader was killed: %s", r.Decision.Reason)
@@ -149,7 +148,7 @@ func TestLocalCluster(t *testing.T) {
 				t.Errorf("restart decided while not ready: %+v", r.Decision)
 			}
 			if !captured && !strings.Contains(r.Decision.Reason, "did not answer") {
-				saveAnswers(t, "failover", s.Members)
+				saveAnswers(t, checker.Patroni.HTTP, "failover", s.Members)
 				captured = true
 			}
 		}
@@ -164,7 +163,7 @@ func TestLocalCluster(t *testing.T) {
 	if !slices.Contains(v.Unreachable, old.Name) {
 		t.Errorf("unreachable %v, want the killed %s", v.Unreachable, old.Name)
 	}
-	saveAnswers(t, "recovered", s.Members)
+	saveAnswers(t, checker.Patroni.HTTP, "recovered", s.Members)
 
 	// The old leader back, as a streaming replica.
 	if _, err := c.Fault(ctx, local.Heal, old.Name); err != nil {
@@ -181,15 +180,14 @@ func TestLocalCluster(t *testing.T) {
 		}
 		return false
 	})
-	saveAnswers(t, "old-leader-back", s.Members)
+	saveAnswers(t, checker.Patroni.HTTP, "old-leader-back", s.Members)
 	t.Logf("restarts decided (dry run): %v", restarts)
 }
 
 // saveAnswers writes each member's raw GET /patroni and /cluster bodies
-// under testdata when -capture is given, with patroniHTTP (the cluster CA's).
-var patroniHTTP *http.Client
-
-func saveAnswers(t *testing.T, phase string, members []healthcheck.Member) {
+// under testdata when -capture is given, asking with client (the checker's,
+// which trusts the cluster CA).
+func saveAnswers(t *testing.T, client *http.Client, phase string, members []healthcheck.Member) {
 	t.Helper()
 	if !*capture {
 		return
@@ -198,7 +196,6 @@ func saveAnswers(t *testing.T, phase string, members []healthcheck.Member) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	client := patroniHTTP
 	for _, m := range members {
 		for _, ep := range []string{"patroni", "cluster"} {
 			resp, err := client.Get(m.URL + "/" + ep)
