@@ -25,6 +25,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/pgha/pgha/cluster"
@@ -205,6 +206,17 @@ func Renew(text string, ca *CA, id Identity, now time.Time) string {
 		return fmt.Sprintf("expires %s", c.NotAfter.UTC().Format(time.RFC3339))
 	}
 	return ""
+}
+
+// Split cuts a PEM text as Issue writes it into its certificates and its
+// key, for servers that take them as two files (ssl_cert_file and
+// ssl_key_file, etcd's cert-file and key-file). key is "" when there is
+// none.
+func Split(text string) (certs, key string) {
+	if i := strings.Index(text, "-----BEGIN PRIVATE KEY"); i >= 0 {
+		return text[:i], text[i:]
+	}
+	return text, ""
 }
 
 // Parse reads the certificates and the private key (nil if none) of a PEM

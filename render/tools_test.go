@@ -94,9 +94,9 @@ func tlsFiles(t *testing.T, p *cluster.Plan, host, inRoot string) (conf func(nod
 		if err != nil {
 			t.Fatal(err)
 		}
-		i := strings.Index(text, "-----BEGIN PRIVATE KEY")
-		write(filepath.Join(dir, id.Name, "node.crt"), text[:i], 0o644)
-		write(filepath.Join(dir, id.Name, "node.key"), text[i:], 0o644)
+		crt, key := pki.Split(text)
+		write(filepath.Join(dir, id.Name, "node.crt"), crt, 0o644)
+		write(filepath.Join(dir, id.Name, "node.key"), key, 0o644)
 	}
 	return func(node string, text []byte) []byte {
 		text = bytes.ReplaceAll(text, []byte(CAFile), []byte(inRoot+"/tls/ca.crt"))

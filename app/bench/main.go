@@ -230,8 +230,7 @@ func launchTLS() (*pgtest.Server, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
-	i := strings.Index(text, "-----BEGIN PRIVATE KEY")
-	db, err := pgtest.LaunchTLS(text[:i], text[i:])
+	db, err := pgtest.LaunchTLS(pki.Split(text))
 	if err != nil {
 		return nil, "", err
 	}
