@@ -22,6 +22,9 @@ const (
 	PortHAProxyRead  = 5001
 	PortHAProxyStats = 7000
 	PortApp          = 5000
+	// PortPgBackRest is pgBackRest's TLS server on PostgreSQL nodes: a
+	// backup taken on a standby reaches the leader through it.
+	PortPgBackRest = 8432
 )
 
 // Database roles created by the cluster's bootstrap. Their passwords live in
@@ -64,6 +67,40 @@ type Config struct {
 	HAProxy HAProxy `json:"haproxy"`
 	// TLS configures the cluster's certificates.
 	TLS TLS `json:"tls"`
+	// Backup configures backups and the WAL archive.
+	Backup Backup `json:"backup"`
+}
+
+// Backup configures pgBackRest's backups and WAL archive: one repository
+// per data region, an S3 bucket, so that losing a region keeps the
+// backups. Every backup goes to every repository, taken from a healthy
+// standby when there is one; WAL is archived from the leader to every
+// repository.
+type Backup struct {
+	// FullSchedule is when full backups run, in UTC: days and a time of
+	// day, as in systemd's calendar events ("Sun 01:00", "Mon,Thu 02:30",
+	// "Mon..Fri 23:00", or "03:00" for every day). Default: "Sun 01:00".
+	FullSchedule string `json:"fullSchedule"`
+	// DiffSchedule is when differential backups (what changed since the
+	// last full one) run, in the same form; "" for none. Default:
+	// "Mon..Sat 01:00".
+	DiffSchedule string `json:"diffSchedule"`
+	// RetentionDays is the point-in-time recovery window: any time in the
+	// last RetentionDays days can be restored. pgBackRest keeps the full
+	// backups (with their differentials and WAL) this needs and expires
+	// the older ones; the buckets keep deleted objects as many days more.
+	// Default: 14.
+	RetentionDays int `json:"retentionDays"`
+	// ArchiveTimeoutSeconds bounds how old the newest archived WAL can be
+	// while the leader writes (PostgreSQL's archive_timeout): the most a
+	// restore from the archive alone can miss. Default: 60.
+	ArchiveTimeoutSeconds int `json:"archiveTimeoutSeconds"`
+	// ArchiveAlarmMinutes raises the archive alarm when no WAL has been
+	// archived for this long, or archiving fails. Default: 10.
+	ArchiveAlarmMinutes int `json:"archiveAlarmMinutes"`
+	// BackupAlarmHours raises the backup alarm when a repository's newest
+	// backup is older than this. Default: 30 (a daily backup missed).
+	BackupAlarmHours int `json:"backupAlarmHours"`
 }
 
 // HAProxy configures the HAProxy nodes.
@@ -263,7 +300,15 @@ func Default() Config {
 			FailsafeMode:         true,
 			MaximumLagOnFailover: 1 << 20,
 		},
-		Etcd:    Etcd{HeartbeatIntervalMs: 200, ElectionTimeoutMs: 2000},
+		Etcd: Etcd{HeartbeatIntervalMs: 200, ElectionTimeoutMs: 2000},
+		Backup: Backup{
+			FullSchedule:          "Sun 01:00",
+			DiffSchedule:          "Mon..Sat 01:00",
+			RetentionDays:         14,
+			ArchiveTimeoutSeconds: 60,
+			ArchiveAlarmMinutes:   10,
+			BackupAlarmHours:      30,
+		},
 		App:     App{Database: "hello"},
 		HAProxy: HAProxy{ServerMaxConn: 40},
 		HealthCheck: HealthCheck{

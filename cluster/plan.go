@@ -235,6 +235,19 @@ func (p *Plan) Region(name string) (RegionPlan, bool) {
 // Primary returns the primary region.
 func (p *Plan) Primary() RegionPlan { return p.Regions[0] }
 
+// DataRegions are the regions that hold PostgreSQL data (not the
+// witness), primary first: each has a backup repository, in this order
+// (pgBackRest's repo1, repo2, ...).
+func (p *Plan) DataRegions() []RegionPlan {
+	var out []RegionPlan
+	for _, r := range p.Regions {
+		if !r.Witness {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
 // CIDRs returns every region's VPC CIDR, in region order.
 func (p *Plan) CIDRs() []netip.Prefix {
 	out := make([]netip.Prefix, len(p.Regions))

@@ -25,6 +25,8 @@ var managedParameters = []string{
 	"listen_addresses", "port", "data_directory", "hba_file", "ident_file",
 	"config_file", "unix_socket_directories", "synchronous_standby_names",
 	"primary_conninfo", "primary_slot_name", "restore_command",
+	// The WAL archive (backup.archiveTimeoutSeconds sets archive_timeout).
+	"archive_mode", "archive_command", "archive_library", "archive_timeout",
 	"recovery_target_timeline", "cluster_name", "log_directory",
 	// Set per node by the renderer, where they override shared settings.
 	"logging_collector", "log_filename", "log_rotation_age", "log_truncate_on_rotation",
@@ -156,6 +158,7 @@ func (c Config) Validate() error {
 	}
 	c.Etcd.validate(v)
 	c.validateConnections(v)
+	c.Backup.validate(v)
 	if c.TLS.Rotation < 0 {
 		v.addf("tls.rotation", fmt.Sprint(c.TLS.Rotation), "must not be negative")
 	}

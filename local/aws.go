@@ -470,7 +470,7 @@ func (c *Cluster) stopAWS(ctx context.Context) error {
 const IMDSCommand = "imds"
 
 // RunIMDS serves the metadata of every node of the cluster in dir on addr
-// until ctx ends: the user data is render.BootScript, the bytes the CDK
+// until ctx ends: the user data is render.UserData, the bytes the CDK
 // puts in the node's template.
 func RunIMDS(ctx context.Context, dir, addr string) error {
 	c, err := Open(dir)
@@ -479,13 +479,13 @@ func RunIMDS(ctx context.Context, dir, addr string) error {
 	}
 	s := &IMDS{Nodes: map[string]IMDSNode{}, AccessKeyID: "ASIALOCALPGHA", SecretAccessKey: "local", SessionToken: "local"}
 	for _, n := range c.plan.Nodes {
-		ud, err := render.BootScript(c.plan, n)
+		ud, err := render.UserData(c.plan, n)
 		if err != nil {
 			return err
 		}
 		s.Nodes[n.IP.String()] = IMDSNode{
 			Name: n.Name, InstanceID: instanceID(n), Region: n.Region, Zone: n.AZ, IP: n.IP.String(),
-			Role: "pgha-" + n.Name, UserData: []byte(ud),
+			Role: "pgha-" + n.Name, UserData: ud,
 		}
 	}
 	ln, err := net.Listen("tcp", addr)

@@ -38,7 +38,7 @@
 //
 // Before the first boot, the local cluster writes into the node's disk
 // what EC2 gives an instance: cloud-init's NoCloud seed with the node's
-// user data, render.BootScript byte for byte (the bytes the CDK puts in
+// user data, render.UserData byte for byte (the bytes the CDK puts in
 // the template), its hostname, and, the local image's own, an /etc/hosts
 // that sends AWS's endpoint names to the AWS side and trust in the CA that
 // serves them. cloud-init runs the user data once per instance, as on

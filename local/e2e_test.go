@@ -2,6 +2,7 @@ package local
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -114,7 +115,11 @@ func TestEndToEnd(t *testing.T) {
 			if b := boots[n.Name]; !strings.HasPrefix(b, "degraded: no SSM agent ") {
 				t.Errorf("%s reports its boot as %q", n.Name, b)
 			}
-			want, err := render.BootScript(c.plan, n)
+			script, err := render.BootScript(c.plan, n)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, err := render.UserData(c.plan, n)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -122,24 +127,33 @@ func TestEndToEnd(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if string(seed) != want {
-				t.Errorf("%s's cloud-init seed is not render.BootScript", n.Name)
+			if !bytes.Equal(seed, want) {
+				t.Errorf("%s's cloud-init seed is not render.UserData", n.Name)
 			}
-			// What cloud-init ran, and what boot-again fetches from the
-			// metadata service, are those bytes too.
-			ran, err := c.Exec(ctx, n.Name, "cat", "/var/lib/cloud/instance/user-data.txt")
-			if err != nil {
-				t.Fatal(err)
-			}
-			if string(ran) != want {
-				t.Errorf("%s: cloud-init's user data differs from render.BootScript", n.Name)
+			// cloud-init got those bytes and ran the script they
+			// uncompress to; boot-again fetches them from the metadata
+			// service and uncompresses them (gzip -dcf) to the same script.
+			for path, want := range map[string]string{
+				"/var/lib/cloud/instance/user-data.txt":    string(want),
+				"/var/lib/cloud/instance/scripts/part-001": script,
+			} {
+				got, err := c.Exec(ctx, n.Name, "cat", path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if string(got) != want {
+					t.Errorf("%s: %s is not what it should be (%d bytes, want %d)", n.Name, path, len(got), len(want))
+				}
 			}
 			fetched, err := c.Exec(ctx, n.Name, "/bin/sh", "-c", `t=$(curl -fsS -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 60' http://169.254.169.254/latest/api/token) && curl -fsS -H "X-aws-ec2-metadata-token: $t" http://169.254.169.254/latest/user-data`)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if string(fetched) != want {
-				t.Errorf("%s: the metadata service's user data differs from render.BootScript", n.Name)
+			if !bytes.Equal(fetched, want) {
+				t.Errorf("%s: the metadata service's user data differs from render.UserData", n.Name)
+			}
+			if got, err := c.Exec(ctx, n.Name, "/bin/sh", "-c", `t=$(curl -fsS -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 60' http://169.254.169.254/latest/api/token) && curl -fsS -H "X-aws-ec2-metadata-token: $t" http://169.254.169.254/latest/user-data | gzip -dcf`); err != nil || string(got) != script {
+				t.Errorf("%s: boot-again's fetch does not give the boot script (%v)", n.Name, err)
 			}
 			units, err := c.UnitsActive(ctx, n.Name)
 			if err != nil {

@@ -23,7 +23,7 @@ import (
 // Every node is a Debian 13 system booted by systemd-nspawn, with systemd
 // as PID 1, on its own overlay of the node image (nodeDir/upper is its
 // disk, kept until Down), in its network namespace. cloud-init finds the
-// node's user data, render.BootScript byte for byte, in a NoCloud seed
+// node's user data, render.UserData byte for byte, in a NoCloud seed
 // and runs it on the first boot, once per instance, as on EC2. A
 // PostgreSQL node's data volume is nodeDir/volume, mounted at
 // render.DataMount.
@@ -103,7 +103,7 @@ func (c *Cluster) prepareNode(n cluster.Node) error {
 		return err
 	}
 	root := c.nodeRoot(n.Name)
-	userData, err := render.BootScript(c.plan, n)
+	userData, err := render.UserData(c.plan, n)
 	if err != nil {
 		return err
 	}
@@ -124,7 +124,7 @@ func (c *Cluster) prepareNode(n cluster.Node) error {
 		mode    os.FileMode
 	}{
 		{seedDir + "/meta-data", []byte(meta), 0o600},
-		{seedDir + "/user-data", []byte(userData), 0o600},
+		{seedDir + "/user-data", userData, 0o600},
 		{"/etc/hostname", []byte(n.Name + "\n"), 0o644},
 		{"/etc/hosts", []byte(hosts), 0o644},
 		{"/usr/local/share/ca-certificates/pgha-local-aws.crt", ca, 0o644},

@@ -2,14 +2,19 @@ package render
 
 import (
 	"bytes"
+	"compress/gzip"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
 	"github.com/pgha/pgha/cluster"
 )
 
-// MaxUserData is EC2's limit on user data, before base64 encoding.
+// MaxUserData is EC2's limit on user data, before base64 encoding ("User
+// data is limited to 16 KB, in raw form, before it is base64-encoded").
+// UserData is what counts: the boot script compressed.
+// https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/instancedata-add-user-data.html
 const MaxUserData = 16384
 
 // heredocEnd ends every file's heredoc in the boot script. The delimiter is
@@ -30,7 +35,8 @@ func Packages(role cluster.Role) []string { return slices.Clone(packages[role]) 
 var packages = map[cluster.Role][]string{
 	// python3-etcd: Patroni's etcd3 support imports it, and Debian's patroni
 	// only recommends it.
-	cluster.RolePostgres: {"postgresql-17", "patroni", "python3-etcd", "etcd-client", "awscli"},
+	// pgbackrest: backups and WAL archiving to S3 (see pgbackrest.go).
+	cluster.RolePostgres: {"postgresql-17", "patroni", "python3-etcd", "etcd-client", "awscli", "pgbackrest"},
 	cluster.RoleEtcd:     {"etcd-server", "etcd-client"},
 	cluster.RoleHAProxy:  {"haproxy"},
 	// podman: daemonless, so the app's unit is the only one; the local
@@ -107,8 +113,8 @@ func BootStatusPath(c cluster.Config) string { return "/pgha/" + c.Name + "/boot
 // user data: it installs the packages, reads the node's passwords from
 // Secrets Manager (by name, in the node's region), mounts the data volume
 // on PostgreSQL nodes, writes Files and Dirs, and starts Services. Pass it
-// to the instance unchanged (awsec2.UserData_Custom); it stays under
-// MaxUserData for every node of the default and witness plans.
+// to the instance as UserData, compressed; it stays far under MaxUserData
+// for every node of the default and witness plans.
 func BootScript(p *cluster.Plan, n cluster.Node) (string, error) {
 	files, err := Files(p, n)
 	if err != nil {
@@ -128,6 +134,11 @@ func BootScript(p *cluster.Plan, n cluster.Node) (string, error) {
 		return "", err
 	}
 	name := p.Config.SecretName
+	bucketsFormat, repos := PgBackRestBucketsFormat(p)
+	var timers []string
+	if n.Role == cluster.RolePostgres {
+		timers = slices.Sorted(maps.Keys(backupTimers(p, n)))
+	}
 	var buf bytes.Buffer
 	err = bootTmpl.Execute(&buf, map[string]any{
 		"Header":               Header,
@@ -165,11 +176,41 @@ func BootScript(p *cluster.Plan, n cluster.Node) (string, error) {
 		"BootDone":             bootDone,
 		"Services":             svcs,
 		"EOF":                  heredocEnd,
+		"BucketsFormat":        bucketsFormat,
+		"BucketRepos":          make([]struct{}, repos),
+		"BucketsFile":          PgBackRestBuckets,
+		"Timers":               timers,
 	})
 	if err != nil {
 		return "", fmt.Errorf("render boot script for %s: %w", n.Name, err)
 	}
 	return stripComments(buf.String()), nil
+}
+
+// UserData is node n's EC2 user data: BootScript, gzip-compressed.
+// cloud-init uncompresses gzip user data before it looks at it ("Content
+// found to be gzip compressed will be uncompressed ... useful because user
+// data is limited to ~16384 bytes",
+// https://cloudinit.readthedocs.io/en/latest/explanation/format.html), so
+// the script it runs is BootScript byte for byte, and the limit holds the
+// compressed size: about a third. The bytes are the same at every render
+// (no time or name in the gzip header), so the template changes only when
+// the script does.
+func UserData(p *cluster.Plan, n cluster.Node) ([]byte, error) {
+	script, err := BootScript(p, n)
+	if err != nil {
+		return nil, err
+	}
+	return Gzip([]byte(script)), nil
+}
+
+// Gzip compresses b the way UserData does: deterministically.
+func Gzip(b []byte) []byte {
+	var buf bytes.Buffer
+	w, _ := gzip.NewWriterLevel(&buf, gzip.BestCompression) // a valid level: no error
+	w.Write(b)                                              // a bytes.Buffer does not fail
+	w.Close()
+	return buf.Bytes()
 }
 
 // stripComments drops the boot script's own comment lines (its first

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 
@@ -122,10 +123,22 @@ func Dynamic(p *cluster.Plan) DynamicConfig {
 			UseSlots: true,
 			// Settings such as max_connections or wal_level must be the
 			// same on every member, so they live in the DCS.
-			Parameters: c.Postgres.Parameters,
+			Parameters: parameters(c),
 			PgHba:      pgHba(p),
 		},
 	}
+}
+
+// parameters are the cluster's PostgreSQL settings: the user's (over
+// pgha's defaults, see cluster.Default) and the WAL archive's, which the
+// user may not set.
+func parameters(c cluster.Config) map[string]string {
+	out := maps.Clone(c.Postgres.Parameters)
+	if out == nil {
+		out = map[string]string{}
+	}
+	maps.Copy(out, archiveParameters(c))
+	return out
 }
 
 // initializes reports whether node n may initialise a new cluster: only the
@@ -162,7 +175,26 @@ type patroniPostgresql struct {
 	UseUnixSocket  bool                   `yaml:"use_unix_socket"`
 	Authentication map[string]patroniUser `yaml:"authentication"`
 	Parameters     map[string]string      `yaml:"parameters"`
-	Basebackup     map[string]string      `yaml:"basebackup"`
+	// CreateReplicaMethods: a new or rebuilt replica restores the newest
+	// backup and the archived WAL after it, and streams only the rest
+	// from the leader; pg_basebackup from the leader when there is no
+	// backup yet or the restore fails.
+	// https://patroni.readthedocs.io/en/latest/replica_bootstrap.html
+	CreateReplicaMethods []string          `yaml:"create_replica_methods"`
+	PgBackRest           patroniMethod     `yaml:"pgbackrest"`
+	Basebackup           map[string]string `yaml:"basebackup"`
+	// RecoveryConf: a replica that the leader's WAL has left behind
+	// (past its slot and wal_keep_size) fetches it from the archive.
+	RecoveryConf map[string]string `yaml:"recovery_conf"`
+}
+
+// patroniMethod is a replica creation method of Patroni's: a command run
+// with no arguments (no_params), into the data directory as it is
+// (keep_data: a delta restore reuses what is there).
+type patroniMethod struct {
+	Command  string `yaml:"command"`
+	KeepData bool   `yaml:"keep_data"`
+	NoParams bool   `yaml:"no_params"`
 }
 
 // patroniUser has no password field on purpose: the boot script writes
@@ -264,7 +296,10 @@ func PatroniYAML(p *cluster.Plan, n cluster.Node) ([]byte, error) {
 			// A fast checkpoint lets the leader start the base backup at
 			// once: a replica's clone took 1.3 s instead of 6.5 s in the
 			// probe (shared/notes/probe-patroni.md).
-			Basebackup: map[string]string{"checkpoint": "fast"},
+			Basebackup:           map[string]string{"checkpoint": "fast"},
+			CreateReplicaMethods: []string{"pgbackrest", "basebackup"},
+			PgBackRest:           patroniMethod{Command: PgBackRest(c) + " --type=standby restore", KeepData: true, NoParams: true},
+			RecoveryConf:         map[string]string{"restore_command": RestoreCommand(c)},
 		},
 		// Patroni resets the watchdog every loop; if Patroni hangs while
 		// leader, the kernel reboots the node before ttl expires (timeout =

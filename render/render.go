@@ -130,6 +130,20 @@ func Files(p *cluster.Plan, n cluster.Node) ([]File, error) {
 		add(PostBootstrapScript, 0o755, "root", s)
 		add(watchdogRulePath, 0o644, "root", watchdogRule)
 		add(softdogModulePath, 0o644, "root", softdogModule)
+		conf, err := PgBackRestConf(p, n)
+		if err != nil {
+			return nil, err
+		}
+		add(PgBackRestConfig, 0o640, "postgres", conf)
+		backup, err := Backup(p, n)
+		if err != nil {
+			return nil, err
+		}
+		add(BackupScript, 0o755, "root", backup)
+		add(UnitDir+"/"+backupUnit, 0o644, "root", backupService())
+		for unit, timer := range backupTimers(p, n) {
+			add(UnitDir+"/"+unit, 0o644, "root", timer)
+		}
 	case cluster.RoleEtcd:
 		y, err := EtcdYAML(p, n)
 		if err != nil {
@@ -227,6 +241,10 @@ func Dirs(n cluster.Node) []Dir {
 			{"/etc/pgha", 0o755, "root"},
 			{LogDir, 0o1775, "postgres"},
 			{SocketDir, 0o2775, "postgres"},
+			{"/etc/pgbackrest", 0o755, "root"},
+			{"/etc/pgbackrest/conf.d", 0o755, "root"},
+			{pgBackRestSpool, 0o750, "postgres"},
+			{pgBackRestLog, 0o750, "postgres"},
 		}
 	case cluster.RoleEtcd:
 		return []Dir{{"/etc/pgha", 0o755, "root"}, {"/var/lib/etcd", 0o700, "etcd"}}

@@ -1,10 +1,13 @@
 package render
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"maps"
 	"net/netip"
 	"os"
@@ -123,8 +126,22 @@ func TestBootScriptFitsUserData(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(s) >= MaxUserData {
-			t.Errorf("boot script is %d bytes, EC2 user data must be under %d", len(s), MaxUserData)
+		u, err := UserData(p, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(u) >= MaxUserData {
+			t.Errorf("user data is %d bytes, EC2's must be under %d", len(u), MaxUserData)
+		}
+		r, err := gzip.NewReader(bytes.NewReader(u))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := io.ReadAll(r); err != nil || string(got) != s {
+			t.Errorf("the user data does not uncompress to the boot script (%v)", err)
+		}
+		if again, _ := UserData(p, n); !bytes.Equal(again, u) {
+			t.Error("two renders of the user data differ")
 		}
 	})
 }
@@ -218,8 +235,12 @@ func TestDynamicConfig(t *testing.T) {
 		if dcs.LoopWait+2*dcs.RetryTimeout > dcs.TTL {
 			t.Errorf("%s: loop_wait + 2*retry_timeout > ttl: %+v", name, dcs)
 		}
-		if !reflect.DeepEqual(dcs.Postgresql.Parameters, p.Config.Postgres.Parameters) {
-			t.Errorf("%s: parameters %v, want %v", name, dcs.Postgresql.Parameters, p.Config.Postgres.Parameters)
+		want := maps.Clone(p.Config.Postgres.Parameters)
+		want["archive_mode"] = "on"
+		want["archive_command"] = "/usr/bin/pgbackrest --stanza=" + p.Config.Name + " archive-push %p"
+		want["archive_timeout"] = fmt.Sprint(p.Config.Backup.ArchiveTimeoutSeconds)
+		if !reflect.DeepEqual(dcs.Postgresql.Parameters, want) {
+			t.Errorf("%s: parameters %v, want %v", name, dcs.Postgresql.Parameters, want)
 		}
 	}
 }

@@ -61,7 +61,7 @@ func execLine(argv []string) string {
 	return strings.Join(out, " ")
 }
 
-// Services returns the long-running processes of node n: one per node.
+// Services returns the long-running processes of node n.
 func Services(p *cluster.Plan, n cluster.Node) ([]Service, error) {
 	switch n.Role {
 	case cluster.RolePostgres:
@@ -81,6 +81,12 @@ func Services(p *cluster.Plan, n cluster.Node) ([]Service, error) {
 				TimeoutStartSec: 30,
 				TimeoutStopSec:  30,
 			},
+		}, {
+			Unit:        pgBackRestUnit,
+			Description: "pgBackRest's TLS server (PgBackRestConf)",
+			User:        "postgres",
+			Command:     []string{"/usr/bin/pgbackrest", "server"},
+			Packaged:    true,
 		}}, nil
 	case cluster.RoleEtcd:
 		return []Service{{

@@ -51,6 +51,8 @@ func TLSRefresh(p *cluster.Plan, n cluster.Node) (string, error) {
 			"systemctl is-active --quiet pgha-patroni.service || exit 0",
 			"systemctl reload pgha-patroni.service",
 			"runuser -u postgres -- " + BinDir + "/psql -h " + SocketDir + " -XAtqc 'SELECT pg_reload_conf()' >/dev/null",
+			// pgBackRest's TLS server reads its files when it starts.
+			"systemctl try-restart " + pgBackRestUnit,
 		}
 	case cluster.RoleEtcd:
 		// etcd 3.5 reads its certificate and key at every new connection

@@ -133,13 +133,17 @@ func TestShellcheck(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, f := range files {
-			if strings.HasPrefix(f.Content, "#!/bin/sh") {
-				scripts[filepath.Base(f.Path)] = f.Content
+			if strings.HasPrefix(f.Content, "#!/bin/sh") || strings.HasPrefix(f.Content, "#!/bin/bash") {
+				scripts[strings.ReplaceAll(t.Name(), "/", "-")+"-"+filepath.Base(f.Path)] = f.Content
 			}
 		}
 	})
-	for _, want := range []string{"post-bootstrap", "ecr-login"} {
-		if scripts[want] == "" {
+	for _, want := range []string{"post-bootstrap", "ecr-login", "backup", "tls-refresh", "app-run"} {
+		found := false
+		for name := range scripts {
+			found = found || strings.HasSuffix(name, "-"+want)
+		}
+		if !found {
 			t.Errorf("no %s script to check", want)
 		}
 	}
@@ -409,4 +413,63 @@ func lookupUser(t *testing.T, root, name string) (uid, gid int) {
 	}
 	t.Fatalf("no user %s in %s/etc/passwd", name, root)
 	return 0, 0
+}
+
+// TestPgBackRestAcceptsConfig runs Debian 13's pgBackRest on every
+// PostgreSQL node's pgbackrest.conf and the boot's buckets file: it must
+// parse every option (an unknown or invalid one is an error before any
+// connection), and then fail only because the buckets cannot be reached.
+// systemd-analyze checks the backup timers' calendar events.
+func TestPgBackRestAcceptsConfig(t *testing.T) {
+	root := rootfs(t, "usr/bin/pgbackrest")
+	host, inRoot := tempInRoot(t, root)
+	// The nodes' files differ in addresses only: one node per plan.
+	each(t, func(t *testing.T, p *cluster.Plan, n cluster.Node) {
+		if n.Name != p.ByRole(cluster.RolePostgres)[0].Name {
+			return
+		}
+		conf, err := PgBackRestConf(p, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		format, repos := PgBackRestBucketsFormat(p)
+		args := []any{Header}
+		for range repos {
+			args = append(args, "123456789012")
+		}
+		buckets := fmt.Sprintf(strings.ReplaceAll(format, `\n`, "\n"), args...)
+		dir := filepath.Join(host, n.Name)
+		if err := os.MkdirAll(filepath.Join(dir, "conf.d"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "pgbackrest.conf"), []byte(conf), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "conf.d", "buckets.conf"), []byte(buckets), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		in := inRoot + "/" + n.Name
+		// No route to S3 here: every repository fails to connect, after
+		// the whole configuration was read and checked.
+		out, err := run(t, "unshare", "-n", "chroot", root, "/usr/bin/pgbackrest", "--config="+in+"/pgbackrest.conf",
+			"--config-include-path="+in+"/conf.d", "--stanza="+p.Config.Stanza(), "--io-timeout=1", "--log-level-console=detail", "--output=json", "info")
+		// key-type auto: the credentials come from the metadata service.
+		if n := strings.Count(out, "unable to connect to '169.254.169.254:80'"); n < repos || !strings.Contains(out, fmt.Sprintf(`"key":%d`, repos)) {
+			t.Errorf("pgbackrest info (%v) does not report every repository failing on the metadata service:\n%s", err, out)
+		}
+		for _, bad := range []string{"ERROR: [029]", "ERROR: [031]", "ERROR: [032]", "ERROR: [037]", "ERROR: [038]", "invalid", "not valid"} {
+			if strings.Contains(out, bad) {
+				t.Errorf("pgbackrest rejects the configuration (%s)", bad)
+			}
+		}
+		for name, timer := range backupTimers(p, n) {
+			for _, line := range strings.Split(timer, "\n") {
+				if cal, ok := strings.CutPrefix(line, "OnCalendar="); ok {
+					if out, err := run(t, "chroot", root, "/usr/bin/systemd-analyze", "calendar", cal); err != nil {
+						t.Errorf("%s: systemd-analyze calendar %q: %v\n%s", name, cal, err, out)
+					}
+				}
+			}
+		}
+	})
 }

@@ -4,6 +4,7 @@
 package node
 
 import (
+	"encoding/base64"
 	"fmt"
 
 	"github.com/aws/aws-cdk-go/awscdk/v2"
@@ -93,7 +94,8 @@ type Node struct {
 	Role awsiam.IRole
 	// Spec is the plan's node.
 	Spec cluster.Node
-	// UserData is the boot script, as rendered (CDK tokens unresolved).
+	// UserData is the boot script, as rendered (render.BootScript); the
+	// instance's user data is its compressed form (render.UserData).
 	UserData string
 }
 
@@ -106,9 +108,13 @@ func NewNode(scope constructs.Construct, id string, props *NodeProps) *Node {
 	if err != nil {
 		panic(err)
 	}
-	if len(script) > render.MaxUserData {
+	userData, err := render.UserData(props.Plan, n)
+	if err != nil {
+		panic(err)
+	}
+	if len(userData) > render.MaxUserData {
 		awscdk.Annotations_Of(this).AddError(jsii.String(fmt.Sprintf(
-			"the boot script of %s is %d bytes, over EC2's %d-byte user data limit", n.Name, len(script), render.MaxUserData)))
+			"the user data of %s is %d bytes compressed, over EC2's %d-byte limit", n.Name, len(userData), render.MaxUserData)))
 	}
 	arch := "arm64"
 	if cfg.Instances.Architecture == "x86_64" {
@@ -142,7 +148,6 @@ func NewNode(scope constructs.Construct, id string, props *NodeProps) *Node {
 		VpcSubnets:      &awsec2.SubnetSelection{Subnets: &[]awsec2.ISubnet{props.Network.Subnet(n)}},
 		InstanceType:    awsec2.NewInstanceType(jsii.String(props.InstanceType)),
 		MachineImage:    image,
-		UserData:        awsec2.UserData_Custom(jsii.String(script)),
 		SecurityGroup:   props.SecurityGroup,
 		Role:            shared,
 		InstanceProfile: profile,
@@ -168,6 +173,12 @@ func NewNode(scope constructs.Construct, id string, props *NodeProps) *Node {
 		}},
 		PropagateTagsToVolumeOnCreation: jsii.Bool(true),
 	})
+	// The user data is binary (gzip), which a template's string cannot
+	// hold: the property takes it base64-encoded, as EC2's API does, in
+	// place of the CDK's Fn::Base64 of a text.
+	// https://docs.aws.amazon.com/AWSCloudFormation/latest/TemplateReference/aws-resource-ec2-instance.html#cfn-ec2-instance-userdata
+	instance.Node().DefaultChild().(awsec2.CfnInstance).AddPropertyOverride(
+		jsii.String("UserData"), jsii.String(base64.StdEncoding.EncodeToString(userData)))
 	Tag(instance, cfg.Name, n.Role)
 	grantBootStatus(this, props.Plan, n, role)
 	return &Node{Construct: this, Instance: instance, Role: role, Spec: n, UserData: script}

@@ -60,7 +60,8 @@ retry() {
 # the user data changed since the last run that succeeded (CloudFormation
 # stops and starts an instance whose user data changed; cloud-init does not
 # run the new one: "User data runs only at instance launch"). The current
-# user data comes from the instance metadata service, IMDSv2.
+# user data comes from the instance metadata service, IMDSv2, compressed
+# (render.UserData).
 # https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/instancedata-add-user-data.html
 install -d -m 0755 /usr/local/lib/pgha /var/lib/pgha
 cat >{{.BootAgain}}.new <<'{{.EOF}}'
@@ -69,7 +70,7 @@ cat >{{.BootAgain}}.new <<'{{.EOF}}'
 set -euo pipefail
 imds=http://169.254.169.254/latest
 token=$(curl -fsS --retry 10 --retry-connrefused -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 300' "$imds/api/token")
-curl -fsS --retry 10 -H "X-aws-ec2-metadata-token: $token" -o {{.UserData}} "$imds/user-data"
+curl -fsS --retry 10 -H "X-aws-ec2-metadata-token: $token" "$imds/user-data" | gzip -dcf >{{.UserData}}
 if sha256sum <{{.UserData}} | cmp -s - {{.BootDone}}; then
 	exit 0
 fi
@@ -216,6 +217,11 @@ chown postgres:postgres {{.PatroniSecrets}}.new
 chmod 0600 {{.PatroniSecrets}}.new
 mv {{.PatroniSecrets}}.new {{.PatroniSecrets}}
 rm -f /etc/pgha/patroni.env
+
+# pgBackRest's buckets are named after the account (cluster.BackupBucket).
+account=$(retry 0 aws sts get-caller-identity --region {{.Node.Region}} --query Account --output text)
+printf "{{.BucketsFormat}}" "{{.Header}}"{{range .BucketRepos}} "$account"{{end}} >{{.BucketsFile}}.new
+mv {{.BucketsFile}}.new {{.BucketsFile}}
 {{- end}}
 {{- if .HAProxy}}
 
@@ -293,6 +299,9 @@ systemctl is-active --quiet {{.Unit}} || systemctl start {{.Unit}}
 {{- end}}
 # Renewed certificates are installed every day.
 systemctl enable --now {{.TLSTimer}}
+{{- range .Timers}}
+systemctl enable --now {{.}}
+{{- end}}
 sha256sum <"$0" >{{.BootDone}}
 if [[ -n $degraded ]]; then
 	report "degraded: $degraded"

@@ -1,5 +1,6 @@
 #!/bin/bash
 # {{.Header}}
+# shellcheck disable=SC2034 # ca_changed: only some roles' reload steps read it
 #
 # Installs this node's TLS files from Secrets Manager: the cluster CA's
 # certificates ({{.TrustSecret}}) as {{.CAFile}}{{if .NodeSecret}}, and
@@ -31,7 +32,7 @@ if ! cmp -s <(openssl x509 -in "$tmp/node.crt" -noout -pubkey) <(openssl pkey -i
 	exit 1
 fi
 {{- end}}
-changed= ca_changed=
+changed='' ca_changed=''
 # install_file NAME MODE OWNER
 install_file() {
 	cmp -s "$tmp/$1" "{{.Dir}}/$1" && return 0

@@ -1,0 +1,82 @@
+#!/bin/bash
+# {{.Header}}
+#
+# backup full|diff|first: a backup of the cluster into every repository
+# (pgBackRest's repo {{.Repos}}), taken by one PostgreSQL node only. Every
+# node's pgha-backup-*.timer runs it; it goes on only on the node that
+# Patroni's view names: the streaming standby with the least lag, those of
+# the leader's region first, or the leader when no standby streams. That
+# node's pgBackRest copies its own files (backup-standby=prefer) and asks
+# the leader for pg_backup_start/stop through the leader's TLS server.
+#
+# "first" takes a full backup into each repository that has none and
+# does nothing otherwise: it runs every two minutes, so that a new cluster
+# is protected minutes after it starts. It creates the stanza first, which
+# the leader's WAL archiving waits for (WAL stays in pg_wal until then).
+#
+# A repository that fails does not stop the others; the script then fails,
+# and the health checker's backup-age metric shows it.
+set -euo pipefail
+log() { echo "pgha-backup: $*"; }
+kind=${1:?usage: backup full|diff|first}
+case $kind in full | diff | first) ;; *)
+	log "unknown kind $kind"
+	exit 2
+	;;
+esac
+pgbackrest() { {{.PgBackRest}} "$@"; }
+
+members=$(curl -fsS --max-time 10 --cacert {{.CAFile}} {{.Patroni}})
+chosen=$(python3 -c '
+import json, sys
+region = dict(a.split("=", 1) for a in sys.argv[1:])
+members = json.load(sys.stdin)["members"]
+leader = [m for m in members if m["role"] == "leader" and m["state"] == "running"]
+if not leader:
+    sys.exit("no running leader")
+def lag(m):
+    return m["lag"] if isinstance(m.get("lag"), int) else 1 << 62
+standbys = [m for m in members if m["role"] in ("sync_standby", "quorum_standby", "replica")
+            and m["state"] == "streaming" and lag(m) < 16 << 20]
+standbys.sort(key=lambda m: (region.get(m["name"]) != region.get(leader[0]["name"]), lag(m), m["name"]))
+print((standbys or leader)[0]["name"])
+' {{.Regions}} <<<"$members")
+if [[ $chosen != {{.Name}} ]]; then
+	[[ $kind == first ]] || log "$chosen takes the $kind backup, not {{.Name}}"
+	exit 0
+fi
+
+repos=({{.Repos}})
+type=$kind
+if [[ $kind == first ]]; then
+	# The repositories that hold no backup (info fails for a repository
+	# it cannot read: then try it too).
+	info=$(pgbackrest --output=json info || true)
+	mapfile -t repos < <(python3 -c '
+import json, sys
+repos = sys.argv[1:]
+try:
+    stanza = json.load(sys.stdin)[0]
+except Exception:
+    stanza = {}
+have = {str(b["database"]["repo-key"]) for b in stanza.get("backup", [])}
+print("\n".join(r for r in repos if r not in have))
+' "${repos[@]}" <<<"$info")
+	((${#repos[@]} > 0)) && [[ -n ${repos[0]} ]] || exit 0
+	type=full
+	log "repositories without a backup: ${repos[*]}"
+	# In every repository it can reach (one unreachable fails the
+	# command, not the others' backups).
+	pgbackrest --log-level-console=info stanza-create || log "stanza-create failed"
+fi
+failed=()
+for repo in "${repos[@]}"; do
+	log "$type backup into repository $repo"
+	if ! pgbackrest --log-level-console=info --repo="$repo" --type="$type" backup; then
+		failed+=("$repo")
+	fi
+done
+if ((${#failed[@]} > 0)); then
+	log "the $type backup failed in repository ${failed[*]}"
+	exit 1
+fi
