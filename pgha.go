@@ -93,6 +93,9 @@ func newApp(opts appOptions) (awscdk.App, []*stacks.RegionStack, error) {
 		props.Outdir = jsii.String(opts.Outdir)
 	}
 	app := awscdk.NewApp(props)
+	// The backup buckets' access logs are delivered under a bucket
+	// policy, not the legacy LogDeliveryWrite ACL (cfn-lint W3045).
+	app.Node().SetContext(jsii.String("@aws-cdk/aws-s3:serverAccessLogsUseBucketPolicy"), true)
 	cfg, err := cluster.FromContext(app.Node().TryGetContext(jsii.String(cluster.ContextKey)))
 	if err != nil {
 		return nil, nil, err

@@ -573,12 +573,14 @@ func TestSecurityGroups(t *testing.T) {
 			"haproxy 5000 from 10.12.0.0/16", "haproxy 5000 from app", "haproxy 5000 from healthcheck",
 			"postgres 5432 from 10.12.0.0/16", "postgres 5432 from haproxy", "postgres 5432 from postgres",
 			"postgres 8008 from 10.12.0.0/16", "postgres 8008 from haproxy", "postgres 8008 from healthcheck", "postgres 8008 from postgres",
+			"postgres 8432 from 10.12.0.0/16", "postgres 8432 from postgres",
 		},
 		"eu-west-1": {
 			"etcd 2379 from 10.11.0.0/16", "etcd 2379 from postgres", "etcd 2380 from 10.11.0.0/16",
 			"haproxy 5000 from 10.11.0.0/16", "haproxy 5000 from healthcheck",
 			"postgres 5432 from 10.11.0.0/16", "postgres 5432 from haproxy",
 			"postgres 8008 from 10.11.0.0/16", "postgres 8008 from haproxy", "postgres 8008 from healthcheck",
+			"postgres 8432 from 10.11.0.0/16",
 		},
 	}
 	for region, w := range want {

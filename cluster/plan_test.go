@@ -237,3 +237,29 @@ func TestRegionCode(t *testing.T) {
 		}
 	}
 }
+
+func TestOnCalendar(t *testing.T) {
+	for in, want := range map[string]string{
+		"Sun 01:00":              "Sun *-*-* 01:00:00 UTC",
+		"03:30":                  "*-*-* 03:30:00 UTC",
+		"Mon..Fri 23:59":         "Mon..Fri *-*-* 23:59:00 UTC",
+		"Mon,Wed..Thu,Sat 00:00": "Mon,Wed..Thu,Sat *-*-* 00:00:00 UTC",
+	} {
+		if got, ok := OnCalendar(in); !ok || got != want {
+			t.Errorf("OnCalendar(%q) = %q, %v; want %q", in, got, ok, want)
+		}
+	}
+	for _, bad := range []string{"", "Sun", "1:00", "Sun  01:00", "Sunday 01:00", "Sun 01:00 UTC", "Sun,01:00", "Mon.. 01:00", "*-*-* 01:00"} {
+		if got, ok := OnCalendar(bad); ok {
+			t.Errorf("OnCalendar(%q) = %q, want rejected", bad, got)
+		}
+	}
+}
+
+func TestBackupBucketFits(t *testing.T) {
+	c := Default()
+	c.Name = "abcdefghijklmnopqrstuvwx" // 24, the longest
+	if b := c.BackupBucket("123456789012", "ap-southeast-5"); len(b) > 63 {
+		t.Errorf("bucket %s is %d characters, over 63", b, len(b))
+	}
+}

@@ -47,6 +47,12 @@ type Checker struct {
 	// BootNodes are the nodes whose boot status is checked
 	// (Settings.BootNodes).
 	BootNodes []string
+	// Archive reads the WAL archive's status on the leader. Default: nil,
+	// not checked.
+	Archive ArchiveChecker
+	// Backups reads the newest backup of the region's repository.
+	// Default: nil, not checked.
+	Backups BackupReader
 }
 
 // NewChecker builds a Checker from settings with the given dependencies.
@@ -84,6 +90,12 @@ type Report struct {
 	// BootsNotOK are then the nodes whose boot is not "ok" (BootsNotOK).
 	BootsChecked bool     `json:"bootsChecked,omitempty"`
 	BootsNotOK   []string `json:"bootsNotOk,omitempty"`
+	// Archive is the WAL archive's status, when it was read.
+	Archive *ArchiveStatus `json:"archive,omitempty"`
+	// BackupChecked is true when the region's repository was read;
+	// NewestBackup is then when its newest backup finished (zero: none).
+	BackupChecked bool      `json:"backupChecked,omitempty"`
+	NewestBackup  time.Time `json:"newestBackup,omitzero"`
 	// Errors are failures to act (store, restart, configuration); they are
 	// also returned by Check.
 	Errors []string `json:"errors,omitempty"`
@@ -155,6 +167,20 @@ func (c *Checker) Check(ctx context.Context) (Report, error) {
 			errs = append(errs, fmt.Errorf("read boot statuses: %w", err))
 		} else {
 			r.BootsChecked, r.BootsNotOK = true, BootsNotOK(c.BootNodes, st)
+		}
+	}
+	if c.Archive != nil && o.View.Leader.Running() {
+		if st, err := c.Archive.ArchiveStatus(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("read the WAL archive's status: %w", err))
+		} else {
+			r.Archive = &st
+		}
+	}
+	if c.Backups != nil {
+		if t, err := c.Backups.NewestBackup(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("read the backup repository: %w", err))
+		} else {
+			r.BackupChecked, r.NewestBackup = true, t
 		}
 	}
 	r.LeaderAway = c.PrimaryRegion != "" && o.View.Leader.Running() && o.View.Leader.Region != c.PrimaryRegion

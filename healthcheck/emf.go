@@ -31,7 +31,21 @@ const (
 	// MetricBootsNotOK is the number of the region's nodes whose boot
 	// failed, is degraded (no SSM agent) or never reported.
 	MetricBootsNotOK = "NodeBootsNotOK"
+	// MetricArchiveLag is how long WAL has waited to be archived
+	// (ArchiveStatus.Lag): the data a restore from the repositories
+	// would miss, beyond archive_timeout.
+	MetricArchiveLag = "ArchiveLagSeconds"
+	// MetricArchiveFailing is 1 while the leader's last archive attempt
+	// failed.
+	MetricArchiveFailing = "ArchiveFailing"
+	// MetricBackupAge is the age of the newest backup in the region's
+	// repository; NoBackupAge when it holds none.
+	MetricBackupAge = "BackupAgeSeconds"
 )
+
+// NoBackupAge is MetricBackupAge of a repository that holds no backup:
+// older than any alarm's threshold.
+const NoBackupAge = 1e9
 
 type emfMetric struct {
 	Name string `json:"Name"`
@@ -62,6 +76,20 @@ func WriteEMF(w io.Writer, clusterName, region string, r Report) error {
 			name, unit string
 			value      float64
 		}{MetricBootsNotOK, "Count", float64(len(r.BootsNotOK))})
+	}
+	type value = struct {
+		name, unit string
+		value      float64
+	}
+	if a := r.Archive; a != nil {
+		values = append(values, value{MetricArchiveLag, "Seconds", a.Lag.Seconds()}, value{MetricArchiveFailing, "Count", b2f(a.Failing)})
+	}
+	if r.BackupChecked {
+		age := NoBackupAge
+		if !r.NewestBackup.IsZero() {
+			age = r.Start.Sub(r.NewestBackup).Seconds()
+		}
+		values = append(values, value{MetricBackupAge, "Seconds", age})
 	}
 	if c := r.Config; c != nil {
 		pending := float64(len(c.Pending))

@@ -83,25 +83,81 @@ func (w *PGWriteChecker) CheckWrites(ctx context.Context) error {
 }
 
 func (w *PGWriteChecker) check(ctx context.Context, addr, password string) error {
-	timeout := w.Timeout
-	if timeout <= 0 {
-		timeout = DefaultWriteTimeout
-	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+	ctx, cancel := context.WithTimeout(ctx, w.timeout())
 	defer cancel()
+	conn, err := w.connect(ctx, addr, password)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	var inRecovery bool
+	if err := conn.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&inRecovery); err != nil {
+		return fmt.Errorf("query %s: %w", addr, err)
+	}
+	if inRecovery {
+		return fmt.Errorf("through %s: %w", addr, ErrInRecovery)
+	}
+	return nil
+}
+
+// ArchiveStatus implements ArchiveChecker: ArchiveQuery on the leader,
+// through the first HAProxy address that answers.
+func (w *PGWriteChecker) ArchiveStatus(ctx context.Context) (ArchiveStatus, error) {
+	password, err := w.Password.Password(ctx)
+	if err != nil {
+		return ArchiveStatus{}, fmt.Errorf("read the %s password: %w", w.User, err)
+	}
+	var errs []error
+	for _, addr := range w.Addrs {
+		st, err := w.archive(ctx, addr, password)
+		if err == nil {
+			return st, nil
+		}
+		errs = append(errs, err)
+	}
+	return ArchiveStatus{}, errors.Join(errs...)
+}
+
+func (w *PGWriteChecker) archive(ctx context.Context, addr, password string) (ArchiveStatus, error) {
+	ctx, cancel := context.WithTimeout(ctx, w.timeout())
+	defer cancel()
+	conn, err := w.connect(ctx, addr, password)
+	if err != nil {
+		return ArchiveStatus{}, err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	var current, last string
+	var since float64
+	var failing bool
+	if err := conn.QueryRow(ctx, ArchiveQuery).Scan(&current, &last, &since, &failing); err != nil {
+		return ArchiveStatus{}, fmt.Errorf("query %s: %w", addr, err)
+	}
+	return NewArchiveStatus(current, last, since, failing), nil
+}
+
+func (w *PGWriteChecker) timeout() time.Duration {
+	if w.Timeout <= 0 {
+		return DefaultWriteTimeout
+	}
+	return w.Timeout
+}
+
+// connect logs in through HAProxy address addr as w.User.
+func (w *PGWriteChecker) connect(ctx context.Context, addr, password string) (*pgx.Conn, error) {
+	timeout := w.timeout()
 	host, portStr, err := net.SplitHostPort(addr)
 	if err != nil {
-		return fmt.Errorf("HAProxy address %q: %w", addr, err)
+		return nil, fmt.Errorf("HAProxy address %q: %w", addr, err)
 	}
 	port, err := strconv.ParseUint(portStr, 10, 16)
 	if err != nil {
-		return fmt.Errorf("HAProxy address %q: %w", addr, err)
+		return nil, fmt.Errorf("HAProxy address %q: %w", addr, err)
 	}
 	// ParseConfig("") would read PG* environment variables; start from a
 	// fixed DSN and set the fields that may hold any character.
 	cfg, err := pgx.ParseConfig("sslmode=disable")
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if w.TLS != nil {
 		// verify-full: HAProxy passes TLS through, and every PostgreSQL
@@ -116,15 +172,7 @@ func (w *PGWriteChecker) check(ctx context.Context, addr, password string) error
 	cfg.RuntimeParams["application_name"] = "pgha-healthcheck"
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
-		return fmt.Errorf("connect to %s as %s: %w", addr, w.User, err)
+		return nil, fmt.Errorf("connect to %s as %s: %w", addr, w.User, err)
 	}
-	defer conn.Close(context.WithoutCancel(ctx))
-	var inRecovery bool
-	if err := conn.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&inRecovery); err != nil {
-		return fmt.Errorf("query %s: %w", addr, err)
-	}
-	if inRecovery {
-		return fmt.Errorf("through %s: %w", addr, ErrInRecovery)
-	}
-	return nil
+	return conn, nil
 }

@@ -57,6 +57,24 @@ func awsAddrs(linkNet netip.Prefix) (emulator, registry netip.Addr) {
 	return e, e.Next()
 }
 
+// s3Addr is the address of data region i's S3 endpoint: a server of its
+// own per region (the emulator's S3 holds one region's buckets), so that
+// one region's S3 can be cut off (CutS3).
+func s3Addr(linkNet netip.Prefix, i int) netip.Addr {
+	a := linkNet.Addr().As4()
+	a[3] = byte(243 + i)
+	return netip.AddrFrom4(a)
+}
+
+// s3Addrs are the S3 endpoints' addresses, by data region.
+func (n network) s3Addrs() map[string]netip.Addr {
+	out := map[string]netip.Addr{}
+	for i, r := range n.plan.DataRegions() {
+		out[r.Name] = s3Addr(n.linkNet, i)
+	}
+	return out
+}
+
 // awsLinkIndex is the link net /30 of awsNS's link to the core router,
 // after the root namespace's and every region's.
 func (n network) awsLinkIndex() int { return len(n.plan.Regions) + 1 }
@@ -76,27 +94,40 @@ func (n network) awsSteps() [][]string {
 		{"-n", awsNS, "link", "set", "core", "up"},
 		{"-n", awsNS, "route", "add", "default", "via", coreEnd.Addr().String()},
 	}
-	for _, a := range []netip.Addr{imdsAddr, emu, reg} {
+	addrs := []netip.Addr{imdsAddr, emu, reg}
+	for _, r := range n.plan.DataRegions() {
+		addrs = append(addrs, n.s3Addrs()[r.Name])
+	}
+	for _, a := range addrs {
 		steps = append(steps,
 			[]string{"-n", awsNS, "addr", "add", a.String() + "/32", "dev", "lo"},
 			[]string{"-n", coreNS, "route", "add", a.String() + "/32", "via", awsEnd.Addr().String()},
 		)
 	}
-	for _, a := range []netip.Addr{emu, reg} {
+	for _, a := range addrs[1:] {
 		steps = append(steps, []string{"route", "add", a.String() + "/32", "via", rootCore.Addr().String(), "dev", rootLink})
 	}
 	return steps
 }
 
 // awsHosts is what a node's /etc/hosts adds: AWS's endpoint names of every
-// region of the plan, to the emulator and the registry.
+// region of the plan, to the emulator and the registry, and each data
+// region's S3 endpoint and its backup bucket's virtual-hosted name (as
+// pgBackRest addresses it) to that region's S3 server.
 func awsHosts(p *cluster.Plan, linkNet netip.Prefix) string {
 	emu, reg := awsAddrs(linkNet)
+	s3 := network{plan: p, linkNet: linkNet}.s3Addrs()
 	var b strings.Builder
 	for _, r := range p.Regions {
-		fmt.Fprintf(&b, "%s ssm.%s.amazonaws.com secretsmanager.%s.amazonaws.com s3.%s.amazonaws.com api.ecr.%s.amazonaws.com sts.%s.amazonaws.com\n",
-			emu, r.Name, r.Name, r.Name, r.Name, r.Name)
+		fmt.Fprintf(&b, "%s ssm.%s.amazonaws.com secretsmanager.%s.amazonaws.com api.ecr.%s.amazonaws.com sts.%s.amazonaws.com\n",
+			emu, r.Name, r.Name, r.Name, r.Name)
 		fmt.Fprintf(&b, "%s %s\n", reg, registryHost(r.Name))
+		if a, ok := s3[r.Name]; ok {
+			fmt.Fprintf(&b, "%s s3.%s.amazonaws.com %s.s3.%s.amazonaws.com\n", a, r.Name, p.Config.BackupBucket(awsAccount, r.Name), r.Name)
+		} else {
+			// The witness: no bucket; the boot's network check asks its S3.
+			fmt.Fprintf(&b, "%s s3.%s.amazonaws.com\n", emu, r.Name)
+		}
 	}
 	return b.String()
 }
@@ -160,8 +191,11 @@ func (c *Cluster) makeCA() error {
 		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		IPAddresses: []net.IP{emu.AsSlice(), reg.AsSlice()},
 	}
+	for _, a := range c.net().s3Addrs() {
+		leaf.IPAddresses = append(leaf.IPAddresses, a.AsSlice())
+	}
 	for _, r := range c.plan.Regions {
-		leaf.DNSNames = append(leaf.DNSNames, "*."+r.Name+".amazonaws.com", "*.ecr."+r.Name+".amazonaws.com", registryHost(r.Name))
+		leaf.DNSNames = append(leaf.DNSNames, "*."+r.Name+".amazonaws.com", "*.ecr."+r.Name+".amazonaws.com", "*.s3."+r.Name+".amazonaws.com", registryHost(r.Name))
 	}
 	der, err := x509.CreateCertificate(rand.Reader, leaf, caCert, &key.PublicKey, caKey)
 	if err != nil {
@@ -222,18 +256,46 @@ func (c *Cluster) awsLaunches(binary string) []launch {
 	logFile := func(s string) string { return filepath.Join(c.dir, "logs", "aws-"+s+".log") }
 	env := []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", "LANG=C.UTF-8"}
 	root := c.awsRoot()
-	return []launch{
+	// Each data region's S3 is a moto server of its own, on plain HTTP
+	// behind an HAProxy that serves its HTTPS: OpenSSL 3 clients such as
+	// pgBackRest fail on the TLS of moto's development server ("unexpected
+	// eof while reading", no close_notify), which the AWS CLI tolerates.
+	s3 := []launch{{service: "s3-tls", ns: awsNS, rootfs: root, env: env, logFile: logFile("s3-tls"),
+		argv: []string{"/usr/sbin/haproxy", "-W", "-f", s3ProxyConfig}}}
+	for i, r := range c.plan.DataRegions() {
+		s3 = append(s3, launch{service: "s3-" + r.Name, ns: awsNS, rootfs: root, env: env, logFile: logFile("s3-" + r.Name),
+			argv: []string{"/usr/bin/moto_server", "-H", "127.0.0.1", "-p", fmt.Sprint(s3Port(i))}})
+	}
+	return append(s3, []launch{
 		{service: "emulator", ns: awsNS, rootfs: root, env: env, logFile: logFile("emulator"),
 			argv: []string{"/usr/bin/moto_server", "-H", emu.String(), "-p", "443", "-c", awsTLSDir + "/server.crt", "-k", awsTLSDir + "/server.key"}},
 		{service: "registry", ns: awsNS, rootfs: root, env: env, logFile: logFile("registry"),
 			argv: []string{"/usr/bin/docker-registry", "serve", registryConfig}},
 		{service: "imds", ns: awsNS, env: env, logFile: logFile("imds"),
 			argv: []string{binary, IMDSCommand, "--dir", c.dir, "--addr", netip.AddrPortFrom(imdsAddr, 80).String()}},
+	}...)
+}
+
+// s3Port is the port of data region i's S3 server, behind the HTTPS
+// proxy, on awsNS's loopback.
+func s3Port(i int) int { return 9000 + i }
+
+// s3Proxy is the HTTPS proxy's configuration: each data region's S3
+// address to its server.
+func (c *Cluster) s3Proxy() string {
+	var b strings.Builder
+	b.WriteString("global\n    log stderr format short local0 warning\ndefaults\n    mode http\n    log global\n" +
+		"    timeout connect 5s\n    timeout client 5m\n    timeout server 5m\n")
+	for i, r := range c.plan.DataRegions() {
+		fmt.Fprintf(&b, "frontend s3-%s\n    bind %s ssl crt %s/server.pem\n    default_backend s3-%s\nbackend s3-%s\n    server moto 127.0.0.1:%d\n",
+			r.Name, netip.AddrPortFrom(c.net().s3Addrs()[r.Name], 443), awsTLSDir, r.Name, r.Name, s3Port(i))
 	}
+	return b.String()
 }
 
 // Paths in the AWS side's root.
 const (
+	s3ProxyConfig  = "/etc/pgha-local/s3-proxy.cfg"
 	awsTLSDir      = "/etc/pgha-local/tls"
 	registryConfig = "/etc/pgha-local/registry.yml"
 	registryData   = "/var/lib/pgha-local/registry"
@@ -252,6 +314,7 @@ func (c *Cluster) prepareAWS() error {
 	}
 	root := c.awsRoot()
 	f := c.tls()
+	var pem []byte
 	for _, p := range [][2]string{{f.Cert, "server.crt"}, {f.Key, "server.key"}} {
 		b, err := os.ReadFile(p[0])
 		if err != nil {
@@ -260,6 +323,14 @@ func (c *Cluster) prepareAWS() error {
 		if err := writeFile(filepath.Join(root, awsTLSDir, p[1]), b, 0o600, account{}); err != nil {
 			return err
 		}
+		pem = append(pem, b...)
+	}
+	// HAProxy's crt: the certificate, then its key.
+	if err := writeFile(filepath.Join(root, awsTLSDir, "server.pem"), pem, 0o600, account{}); err != nil {
+		return err
+	}
+	if err := writeFile(filepath.Join(root, s3ProxyConfig), []byte(c.s3Proxy()), 0o644, account{}); err != nil {
+		return err
 	}
 	_, reg := awsAddrs(c.st.LinkNet)
 	cfg := fmt.Sprintf(`version: 0.1
@@ -290,7 +361,11 @@ func (c *Cluster) waitAWS(ctx context.Context) error {
 	}
 	client := &http.Client{Transport: tr, Timeout: 2 * time.Second}
 	emu, reg := awsAddrs(c.st.LinkNet)
-	for _, u := range []string{"https://" + emu.String() + "/moto-api/", "https://" + reg.String() + "/v2/"} {
+	urls := []string{"https://" + emu.String() + "/moto-api/", "https://" + reg.String() + "/v2/"}
+	for _, a := range c.net().s3Addrs() {
+		urls = append(urls, "https://"+a.String()+"/moto-api/")
+	}
+	for _, u := range urls {
 		for {
 			resp, err := client.Get(u)
 			if err == nil {
@@ -363,6 +438,9 @@ func (c *Cluster) seedAWS(ctx context.Context) error {
 		if err := c.putParameters(ctx, region, ps); err != nil {
 			return err
 		}
+	}
+	if err := c.createBuckets(ctx); err != nil {
+		return err
 	}
 	return c.ensureCerts(ctx)
 }

@@ -51,11 +51,17 @@ const rebootGrace = 60 * time.Second
 // LeaderTarget is the target naming the current leader.
 const LeaderTarget = "leader"
 
-// target is what a fault applies to: nodes, or a region.
+// target is what a fault applies to: nodes, a region, or a region's S3.
 type target struct {
 	nodes  []cluster.Node
 	region string // set when the target is a whole region
+	s3     string // set when the target is a data region's S3 endpoint
 }
+
+// S3Target names data region region's S3 endpoint as a target: Isolate
+// makes it unreachable (its packets are dropped, as in an outage: clients
+// time out), Heal brings it back.
+func S3Target(region string) string { return "s3." + region }
 
 // resolveTarget turns a target name into nodes or a region. leader is the
 // current leader's name, used for LeaderTarget.
@@ -72,6 +78,12 @@ func resolveTarget(p *cluster.Plan, f Fault, name, leader string) (target, error
 	if n, ok := p.Node(name); ok {
 		return target{nodes: []cluster.Node{n}}, nil
 	}
+	if region, ok := strings.CutPrefix(name, "s3."); ok && slices.ContainsFunc(p.DataRegions(), func(r cluster.RegionPlan) bool { return r.Name == region }) {
+		if f != Isolate && f != Heal {
+			return target{}, fmt.Errorf("%s applies to a node, not to %s's S3 (it can be isolated and healed)", f, region)
+		}
+		return target{s3: region}, nil
+	}
 	if _, ok := p.Region(name); ok {
 		if f != Isolate && f != Heal {
 			return target{}, fmt.Errorf("%s applies to a node, not to region %s (regions can be isolated and healed)", f, name)
@@ -85,7 +97,10 @@ func resolveTarget(p *cluster.Plan, f Fault, name, leader string) (target, error
 	for _, r := range p.Regions {
 		names = append(names, r.Name)
 	}
-	return target{}, fmt.Errorf("unknown target %q (want %s, a node or a region: %s)", name, LeaderTarget, strings.Join(names, ", "))
+	for _, r := range p.DataRegions() {
+		names = append(names, S3Target(r.Name))
+	}
+	return target{}, fmt.Errorf("unknown target %q (want %s, a node, a region or a region's S3: %s)", name, LeaderTarget, strings.Join(names, ", "))
 }
 
 // Fault injects fault f into target: a node name, LeaderTarget, or (for
@@ -105,6 +120,9 @@ func (c *Cluster) Fault(ctx context.Context, f Fault, targetName string) ([]stri
 	var names []string
 	for _, n := range t.nodes {
 		names = append(names, n.Name)
+	}
+	if t.s3 != "" {
+		return []string{S3Target(t.s3)}, c.cutS3(ctx, t.s3, f == Isolate)
 	}
 	switch f {
 	case Kill:

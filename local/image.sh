@@ -62,7 +62,7 @@ in_root apt-get autoclean -q >/dev/null
 # Packaged daemons stay off until a node's boot enables its own: on EC2 a
 # node installs only its role's packages, here every role's are in the one
 # image.
-for unit in postgresql.service patroni.service etcd.service haproxy.service docker-registry.service; do
+for unit in postgresql.service patroni.service pgbackrest.service etcd.service haproxy.service docker-registry.service; do
 	in_root systemctl disable "$unit" >/dev/null 2>&1 || true
 done
 rm -f "$tmp/usr/sbin/policy-rc.d"

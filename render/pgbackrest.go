@@ -112,7 +112,7 @@ func PgBackRestConf(p *cluster.Plan, n cluster.Node) (string, error) {
 		"CAFile":        CAFile,
 		"CertFile":      CertFile,
 		"KeyFile":       KeyFile,
-		"Peers":         strings.Join(names, ","),
+		"Peers":         names,
 		"DataDir":       DataDir,
 		"SocketDir":     SocketDir,
 		"PGs":           pgs,

@@ -12,6 +12,7 @@ import (
 
 	"github.com/pgha/pgha/cluster"
 	"github.com/pgha/pgha/constructs/app"
+	"github.com/pgha/pgha/constructs/backup"
 	"github.com/pgha/pgha/constructs/etcd"
 	"github.com/pgha/pgha/constructs/firewall"
 	"github.com/pgha/pgha/constructs/haproxy"
@@ -64,6 +65,8 @@ type RegionStack struct {
 	// CertificateIssuer keeps the cluster's TLS secrets current (primary
 	// region only).
 	CertificateIssuer *tls.CertificateIssuer
+	// Backup is the region's backup bucket (data regions only).
+	Backup *backup.Bucket
 }
 
 // StackName is the name of a region's stack: "<cluster>-<region>".
@@ -116,6 +119,10 @@ func NewRegionStack(scope constructs.Construct, id string, props *RegionStackPro
 		s.CertificateIssuer = tls.NewCertificateIssuer(stack, "CertificateIssuer", &tls.CertificateIssuerProps{
 			Plan: p, SourceDir: props.AppSourceDir,
 		})
+	}
+
+	if !rp.Witness {
+		s.Backup = backup.NewBucket(stack, "Backup", &backup.BucketProps{Plan: p, Region: rp.Name})
 	}
 
 	has := func(role cluster.Role) bool { return s.Firewall.SecurityGroup(role) != nil }

@@ -42,7 +42,8 @@ const usage = `usage: pgha-local COMMAND [flags]
                                       health checkers
   fault KIND TARGET                   KIND: kill, stop, cont, isolate, reboot,
                                       heal; TARGET: a node, "leader", or
-                                      (isolate, heal) a region
+                                      (isolate, heal) a region or s3.REGION,
+                                      its S3 endpoint
   memory                              each node's memory (PSS), the AWS side's, the sum
   exec NODE COMMAND [ARG...]          run a command as root in a node's system
                                       (systemctl status, journalctl -u UNIT)

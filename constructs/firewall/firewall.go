@@ -34,6 +34,7 @@ type Flow struct {
 var Flows = []Flow{
 	{cluster.RolePostgres, cluster.RolePostgres, []int{cluster.PortPostgres}, "replication", false},
 	{cluster.RolePostgres, cluster.RolePostgres, []int{cluster.PortPatroni}, "Patroni member checks", false},
+	{cluster.RolePostgres, cluster.RolePostgres, []int{cluster.PortPgBackRest}, "pgBackRest: a backup on a standby reaches the leader", false},
 	{cluster.RolePostgres, cluster.RoleEtcd, []int{cluster.PortEtcdClient}, "Patroni DCS", false},
 	{cluster.RoleEtcd, cluster.RoleEtcd, []int{cluster.PortEtcdPeer}, "etcd Raft", false},
 	{cluster.RoleHAProxy, cluster.RolePostgres, []int{cluster.PortPostgres}, "client traffic", false},

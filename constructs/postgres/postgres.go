@@ -10,6 +10,7 @@ import (
 	"github.com/aws/jsii-runtime-go"
 
 	"github.com/pgha/pgha/cluster"
+	"github.com/pgha/pgha/constructs/backup"
 	"github.com/pgha/pgha/constructs/network"
 	"github.com/pgha/pgha/constructs/node"
 	"github.com/pgha/pgha/constructs/secrets"
@@ -89,6 +90,7 @@ func NewPostgres(scope constructs.Construct, id string, props *PostgresProps) *P
 		props.Secrets.GrantRead(nd.Role, cluster.SecretsFor(cluster.RolePostgres)...)
 		props.Secrets.GrantReadTrust(nd.Role)
 		props.Secrets.GrantReadCertificate(nd.Role, n)
+		backup.GrantRepository(nd.Role, props.Plan)
 		for _, f := range fetched {
 			params[f.Parameter].GrantRead(nd.Role)
 		}

@@ -26,14 +26,20 @@ case $kind in full | diff | first) ;; *)
 esac
 pgbackrest() { {{.PgBackRest}} "$@"; }
 
-members=$(curl -fsS --max-time 10 --cacert {{.CAFile}} {{.Patroni}})
+# No leader (yet): a scheduled backup fails, "first" waits for its next run.
+no_leader() {
+	log "no running leader: no $kind backup"
+	[[ $kind == first ]]
+	exit
+}
+members=$(curl -fsS --max-time 10 --cacert {{.CAFile}} {{.Patroni}}) || no_leader
 chosen=$(python3 -c '
 import json, sys
 region = dict(a.split("=", 1) for a in sys.argv[1:])
 members = json.load(sys.stdin)["members"]
 leader = [m for m in members if m["role"] == "leader" and m["state"] == "running"]
 if not leader:
-    sys.exit("no running leader")
+    sys.exit(0)
 def lag(m):
     return m["lag"] if isinstance(m.get("lag"), int) else 1 << 62
 standbys = [m for m in members if m["role"] in ("sync_standby", "quorum_standby", "replica")
@@ -41,6 +47,7 @@ standbys = [m for m in members if m["role"] in ("sync_standby", "quorum_standby"
 standbys.sort(key=lambda m: (region.get(m["name"]) != region.get(leader[0]["name"]), lag(m), m["name"]))
 print((standbys or leader)[0]["name"])
 ' {{.Regions}} <<<"$members")
+[[ -n $chosen ]] || no_leader
 if [[ $chosen != {{.Name}} ]]; then
 	[[ $kind == first ]] || log "$chosen takes the $kind backup, not {{.Name}}"
 	exit 0
@@ -66,8 +73,10 @@ print("\n".join(r for r in repos if r not in have))
 	type=full
 	log "repositories without a backup: ${repos[*]}"
 	# In every repository it can reach (one unreachable fails the
-	# command, not the others' backups).
-	pgbackrest --log-level-console=info stanza-create || log "stanza-create failed"
+	# command, not the others' backups). Offline: from this node's
+	# pg_control (every member has the cluster's system identifier),
+	# without the leader's archive lock, which its archiving holds.
+	pgbackrest --log-level-console=info --no-online stanza-create || log "stanza-create failed"
 fi
 failed=()
 for repo in "${repos[@]}"; do
