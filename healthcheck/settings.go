@@ -85,6 +85,13 @@ type Settings struct {
 	// its region's, and the witness's for the primary region's checker.
 	BootStatusPath string   `json:"bootStatusPath"`
 	BootNodes      []string `json:"bootNodes"`
+	// BackupBucket is this region's backup bucket (cluster.BackupBucket:
+	// on AWS the stack fills in the account), BackupPrefix the cluster's
+	// repository in it and Stanza pgBackRest's stanza: the checker reads
+	// the newest backup there. Empty in the witness region, which has none.
+	BackupBucket string `json:"backupBucket,omitempty"`
+	BackupPrefix string `json:"backupPrefix,omitempty"`
+	Stanza       string `json:"stanza,omitempty"`
 	// NodeTimeoutMs, AppTimeoutMs and WriteTimeoutMs bound each request;
 	// zero means the package default.
 	NodeTimeoutMs  int64 `json:"nodeTimeoutMs,omitempty"`
@@ -119,6 +126,9 @@ func SettingsFromPlan(p *cluster.Plan, region string, instanceIDs map[string]str
 		PrimaryRegion:    p.Primary().Name,
 	}
 	s.BootStatusPath = render.BootStatusPath(c)
+	if r, _ := p.Region(region); !r.Witness {
+		s.BackupPrefix, s.Stanza = c.BackupPrefix(), c.Stanza()
+	}
 	for _, n := range p.Nodes {
 		r, _ := p.Region(n.Region)
 		if n.Region == region || r.Witness && region == p.Primary().Name {

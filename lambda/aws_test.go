@@ -127,7 +127,7 @@ func TestNewHandlerTLS(t *testing.T) {
 	}
 	f := newFakeAWS(t)
 	pool := x509.NewCertPool()
-	h := newHandler(s, pool, "apiPassw0rd", f.ssmClient(), f.secretsClient(), io.Discard)
+	h := newHandler(s, pool, "apiPassw0rd", f.ssmClient(), f.secretsClient(), nil, io.Discard)
 	if p := h.checker.Patroni; p.User != cluster.PatroniAPIUser || p.Password != "apiPassw0rd" || p.Timeout != s.NodeTimeout() {
 		t.Errorf("Patroni client %+v", p)
 	} else if tr, ok := p.HTTP.Transport.(*http.Transport); !ok || tr.TLSClientConfig.RootCAs != pool {

@@ -83,7 +83,7 @@ func TestHandlerEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	var out bytes.Buffer
-	h := newHandler(s, nil, "", f.ssmClient(), f.secretsClient(), &out)
+	h := newHandler(s, nil, "", f.ssmClient(), f.secretsClient(), nil, &out)
 	// The test's PostgreSQL and Patroni fixtures speak no TLS.
 	h.checker.Writes.(*healthcheck.PGWriteChecker).TLS = nil
 	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)

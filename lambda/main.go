@@ -28,10 +28,12 @@ import (
 	"github.com/aws/aws-lambda-go/lambda"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 
 	"github.com/pgha/pgha/healthcheck"
+	"github.com/pgha/pgha/internal/s3objects"
 )
 
 func main() {
@@ -67,7 +69,7 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 			if err != nil {
 				return fmt.Errorf("read the Patroni API password: %w", err)
 			}
-			h = newHandler(settings, roots, apiPassword, ssm.NewFromConfig(awsCfg), sm, stdout)
+			h = newHandler(settings, roots, apiPassword, ssm.NewFromConfig(awsCfg), sm, s3.NewFromConfig(awsCfg), stdout)
 		}
 		return h.Handle(ctx, ev)
 	}
@@ -102,7 +104,7 @@ type handler struct {
 // newHandler builds the handler; roots are the cluster CA's certificates,
 // which Patroni's REST API and PostgreSQL (verify-full, through HAProxy)
 // are verified against, and apiPassword is Patroni's API user's.
-func newHandler(s healthcheck.Settings, roots *x509.CertPool, apiPassword string, ssmClient ssmAPI, sm secretsAPI, stdout io.Writer) *handler {
+func newHandler(s healthcheck.Settings, roots *x509.CertPool, apiPassword string, ssmClient ssmAPI, sm secretsAPI, s3Client *s3.Client, stdout io.Writer) *handler {
 	writes := &healthcheck.PGWriteChecker{
 		Addrs:    s.HAProxy,
 		User:     s.User,
@@ -117,6 +119,12 @@ func newHandler(s healthcheck.Settings, roots *x509.CertPool, apiPassword string
 	checker.Patroni = healthcheck.NewPatroniClient(roots, s.APIUser, apiPassword, s.NodeTimeout())
 	if s.BootStatusPath != "" {
 		checker.Boots = &bootReader{client: ssmClient, path: s.BootStatusPath}
+	}
+	checker.Archive = writes
+	if s.BackupBucket != "" && s3Client != nil {
+		checker.Backups = healthcheck.RepositoryReader{
+			Objects: s3objects.Bucket{Client: s3Client, Name: s.BackupBucket}, Prefix: s.BackupPrefix, Stanza: s.Stanza,
+		}
 	}
 	return &handler{
 		settings: s,

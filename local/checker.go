@@ -18,6 +18,7 @@ import (
 
 	"github.com/pgha/pgha/cluster"
 	"github.com/pgha/pgha/healthcheck"
+	"github.com/pgha/pgha/internal/s3objects"
 	"github.com/pgha/pgha/render"
 )
 
@@ -199,6 +200,16 @@ func RunChecker(ctx context.Context, dir, region string, opts CheckerOptions, ou
 	// of the restarts can live in it.
 	checker := healthcheck.NewChecker(s, writes, restarter, &healthcheck.MemoryStore{})
 	checker.Patroni = healthcheck.NewPatroniClient(roots, s.APIUser, apiPassword, s.NodeTimeout())
+	checker.Archive = writes
+	if s.Stanza != "" {
+		client, err := c.S3Client(region)
+		if err != nil {
+			return err
+		}
+		checker.Backups = healthcheck.RepositoryReader{
+			Objects: s3objects.Bucket{Client: client, Name: c.BackupBucket(region)}, Prefix: s.BackupPrefix, Stanza: s.Stanza,
+		}
+	}
 	log := slog.New(slog.NewJSONHandler(out, nil)).With("cluster", s.Cluster, "region", region)
 	var apps []string
 	for _, a := range s.Apps {

@@ -93,6 +93,14 @@ type HealthCheck struct {
 	// minutes: it failed, has no SSM agent, or never reported (construct
 	// ID "BootAlarm").
 	BootAlarm awscloudwatch.Alarm
+	// ArchiveAlarm fires when WAL has waited backup.archiveAlarmMinutes
+	// to be archived (construct ID "ArchiveAlarm"); ArchiveFailingAlarm
+	// when archiving has failed for 5 minutes ("ArchiveFailingAlarm").
+	ArchiveAlarm        awscloudwatch.Alarm
+	ArchiveFailingAlarm awscloudwatch.Alarm
+	// BackupAlarm fires when the region's newest backup is older than
+	// backup.backupAlarmHours ("BackupAlarm"; data regions with a bucket).
+	BackupAlarm awscloudwatch.Alarm
 	// Settings is what the Lambda is given (instance ids are tokens).
 	Settings hc.Settings
 }
@@ -134,6 +142,10 @@ func NewHealthCheck(scope constructs.Construct, id string, props *HealthCheckPro
 	settings.Apps = slices.DeleteFunc(settings.Apps, func(a hc.App) bool { _, ok := ids[a.Name]; return !ok })
 	if props.HealthSecretName != "" {
 		settings.SecretName = props.HealthSecretName
+	}
+
+	if settings.Stanza != "" {
+		settings.BackupBucket = p.Config.BackupBucket(*awscdk.Aws_ACCOUNT_ID(), props.Region)
 	}
 
 	this := constructs.NewConstruct(scope, &id)
@@ -257,6 +269,11 @@ func (h *HealthCheck) grant(stack awscdk.Stack, logGroup awslogs.LogGroup, s hc.
 	// unsafe endpoints.
 	add("ClusterCA", []string{"secretsmanager:GetSecretValue"}, secret(s.TrustSecretName), nil)
 	add("PatroniAPIPassword", []string{"secretsmanager:GetSecretValue"}, secret(s.APISecretName), nil)
+	if s.BackupBucket != "" {
+		// The repository's list of backups (and its copy), nothing else.
+		info := fmt.Sprintf("arn:%s:s3:::%s/%s/backup/%s/backup.info", *awscdk.Aws_PARTITION(), s.BackupBucket, s.BackupPrefix, s.Stanza)
+		add("BackupInfo", []string{"s3:GetObject"}, []*string{jsii.String(info), jsii.String(info + ".copy")}, nil)
+	}
 
 	reason := "Each wildcard is the narrowest its action allows: EC2 network-interface actions of a VPC Lambda take no resource ARN " +
 		"(the same as AWSLambdaVPCAccessExecutionRole); ssm:SendCommand on instance/* is limited by ssm:resourceTag conditions to " +
@@ -316,6 +333,41 @@ func (h *HealthCheck) addAlarms(cfg cluster.Config, region string) {
 		DatapointsToAlarm:  jsii.Number(away),
 		TreatMissingData:   awscloudwatch.TreatMissingData_NOT_BREACHING,
 	})
+	b := cfg.Backup
+	h.ArchiveAlarm = awscloudwatch.NewAlarm(h.Construct, jsii.String("ArchiveAlarm"), &awscloudwatch.AlarmProps{
+		AlarmDescription: jsii.String(fmt.Sprintf("pgha %s: the leader's WAL has not reached every backup repository for %d minutes (seen from %s): "+
+			"a bucket unreachable or archiving failing; a restore would miss that WAL, and pg_wal grows until pgBackRest drops it (journalctl on the leader; /var/log/pgbackrest)",
+			cfg.Name, b.ArchiveAlarmMinutes, region)),
+		Metric:             metric(hc.MetricArchiveLag, "Maximum"),
+		ComparisonOperator: awscloudwatch.ComparisonOperator_GREATER_THAN_THRESHOLD,
+		Threshold:          jsii.Number(float64(b.ArchiveAlarmMinutes * 60)),
+		EvaluationPeriods:  jsii.Number(1),
+		DatapointsToAlarm:  jsii.Number(1),
+		TreatMissingData:   awscloudwatch.TreatMissingData_NOT_BREACHING,
+	})
+	h.ArchiveFailingAlarm = awscloudwatch.NewAlarm(h.Construct, jsii.String("ArchiveFailingAlarm"), &awscloudwatch.AlarmProps{
+		AlarmDescription: jsii.String(fmt.Sprintf("pgha %s: the leader's WAL archiving has been failing for 5 minutes (seen from %s): a backup bucket is unreachable or refuses the node", cfg.Name, region)),
+		Metric:             metric(hc.MetricArchiveFailing, "Minimum"),
+		ComparisonOperator: awscloudwatch.ComparisonOperator_GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+		Threshold:          jsii.Number(1),
+		EvaluationPeriods:  jsii.Number(5),
+		DatapointsToAlarm:  jsii.Number(5),
+		TreatMissingData:   awscloudwatch.TreatMissingData_NOT_BREACHING,
+	})
+	if h.Settings.BackupBucket != "" {
+		// A new cluster takes its first backup within minutes: 15 of
+		// them before an empty repository (hc.NoBackupAge) alarms.
+		h.BackupAlarm = awscloudwatch.NewAlarm(h.Construct, jsii.String("BackupAlarm"), &awscloudwatch.AlarmProps{
+			AlarmDescription: jsii.String(fmt.Sprintf("pgha %s: the newest backup in %s's repository is older than %d hours, or there is none: "+
+				"the backup timers failed (journalctl -u 'pgha-backup@*' on the PostgreSQL nodes)", cfg.Name, region, b.BackupAlarmHours)),
+			Metric:             metric(hc.MetricBackupAge, "Minimum"),
+			ComparisonOperator: awscloudwatch.ComparisonOperator_GREATER_THAN_THRESHOLD,
+			Threshold:          jsii.Number(float64(b.BackupAlarmHours * 3600)),
+			EvaluationPeriods:  jsii.Number(15),
+			DatapointsToAlarm:  jsii.Number(15),
+			TreatMissingData:   awscloudwatch.TreatMissingData_NOT_BREACHING,
+		})
+	}
 	h.BootAlarm = awscloudwatch.NewAlarm(h.Construct, jsii.String("BootAlarm"), &awscloudwatch.AlarmProps{
 		AlarmDescription: jsii.String(fmt.Sprintf("pgha %s: a node of %s has not booted well for 30 minutes: its boot failed, it has no SSM agent, or it never reported "+
 			"(the health checker's log names it; the node's console output, aws ec2 get-console-output, tells why)", cfg.Name, region)),
