@@ -3,6 +3,8 @@ package render
 import (
 	"bytes"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/pgha/pgha/cluster"
@@ -21,6 +23,12 @@ const (
 	PgBackRestBuckets = "/etc/pgbackrest/conf.d/pgha-buckets.conf"
 	// BackupScript takes a backup when this node is the one to.
 	BackupScript = "/usr/local/lib/pgha/backup"
+	// RestoreScript is the steps of a point-in-time recovery of the
+	// cluster (Restore).
+	RestoreScript = "/usr/local/lib/pgha/restore"
+	// restoreConfig is the Patroni configuration file that makes the
+	// next bootstrap a restore (written by RestoreScript's begin).
+	restoreConfig = PatroniConfig + "/40-restore.yml"
 	// pgBackRestUnit is Debian's unit of pgBackRest's TLS server.
 	pgBackRestUnit = "pgbackrest.service"
 	// backupUnit is the template unit of BackupScript: backupUnit's
@@ -188,4 +196,30 @@ func backupService() string {
 	return "# " + Header + "\n[Unit]\nDescription=pgha: %i backup, if this node is the one to take it\n" +
 		"Wants=network-online.target\nAfter=network-online.target " + pgBackRestUnit + "\n\n" +
 		"[Service]\nType=oneshot\nUser=postgres\nGroup=postgres\nExecStart=" + BackupScript + " %i\n"
+}
+
+var restoreTmpl = parse("templates/restore.sh")
+
+// Restore renders RestoreScript for PostgreSQL node n.
+func Restore(p *cluster.Plan, n cluster.Node) (string, error) {
+	var repos []string
+	for i := range p.DataRegions() {
+		repos = append(repos, fmt.Sprint(i+1))
+	}
+	var buf bytes.Buffer
+	err := restoreTmpl.Execute(&buf, map[string]any{
+		"Header":        Header,
+		"PgBackRest":    PgBackRest(p.Config),
+		"Timers":        strings.Join(slices.Sorted(maps.Keys(backupTimers(p, n))), " "),
+		"Patroni":       patroniUnit,
+		"PatroniConfig": PatroniConfig,
+		"Scope":         p.Config.Name,
+		"DataDir":       DataDir,
+		"RestoreConfig": restoreConfig,
+		"Repos":         strings.Join(repos, " "),
+	})
+	if err != nil {
+		return "", fmt.Errorf("render restore for %s: %w", n.Name, err)
+	}
+	return buf.String(), nil
 }

@@ -140,6 +140,11 @@ func Files(p *cluster.Plan, n cluster.Node) ([]File, error) {
 			return nil, err
 		}
 		add(BackupScript, 0o755, "root", backup)
+		restore, err := Restore(p, n)
+		if err != nil {
+			return nil, err
+		}
+		add(RestoreScript, 0o755, "root", restore)
 		add(UnitDir+"/"+backupUnit, 0o644, "root", backupService())
 		for unit, timer := range backupTimers(p, n) {
 			add(UnitDir+"/"+unit, 0o644, "root", timer)

@@ -53,6 +53,8 @@ const usage = `usage: pgha-local COMMAND [flags]
   switchover [--to NODE]              planned leader change through Patroni
   rotate-certs                        issue every node certificate again (new
                                       keys) and install it on each node in turn
+  restore --to TIME                   bring the whole cluster back to TIME (UTC)
+                                      from the backups (point-in-time recovery)
   ca                                  print the path of the cluster CA's
                                       certificate (psql sslrootcert=...)
   down                                stop everything and remove it
@@ -227,6 +229,24 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		fmt.Fprintf(stdout, "rotated %d certificates (%s) in %s\n", len(nodes), strings.Join(nodes, ", "), time.Since(start).Round(100*time.Millisecond))
 		return nil
+	case "restore":
+		to := fs.String("to", "", "the time to restore to: RFC 3339 (2026-12-02T18:40:00Z) or UTC \"2026-12-02 18:40:00\"")
+		c, err := open()
+		if err != nil {
+			return err
+		}
+		target, err := parseTime(*to)
+		if err != nil {
+			return err
+		}
+		c.SetLog(stderr)
+		r, err := c.Restore(ctx, target)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "restored to %s on %s: restore %s, new full backup %s, replicas %s\n", r.Target.Format(time.RFC3339Nano), r.Node,
+			r.Restore.Round(100*time.Millisecond), r.Backup.Round(100*time.Millisecond), r.Ready.Round(100*time.Millisecond))
+		return nil
 	case "ca":
 		c, err := open()
 		if err != nil {
@@ -362,4 +382,20 @@ func printStatus(w io.Writer, st local.Status) {
 		}
 		fmt.Fprintf(w, "health checker (%s): %s, app restarts: %d; %s; log %s\n", c.Region, c.State, c.Restarts, last, c.Log)
 	}
+}
+
+// parseTime reads a restore target: RFC 3339, or a UTC date and time.
+func parseTime(s string) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, errors.New("restore: --to TIME is required")
+	}
+	for _, layout := range []string{time.RFC3339Nano, "2006-01-02 15:04:05.999999999", "2006-01-02T15:04:05.999999999"} {
+		if t, err := time.ParseInLocation(layout, s, time.UTC); err == nil {
+			if t.After(time.Now()) {
+				return time.Time{}, fmt.Errorf("restore: --to %s is in the future", s)
+			}
+			return t, nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("restore: --to %q is not a time like 2026-12-02T18:40:00Z or \"2026-12-02 18:40:00\" (UTC)", s)
 }

@@ -1,0 +1,114 @@
+package local
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/pgha/pgha/cluster"
+	"github.com/pgha/pgha/render"
+)
+
+// RestoreReport is how a point-in-time recovery went, phase by phase.
+type RestoreReport struct {
+	Target time.Time `json:"target"`
+	// Node restored the cluster and leads it now.
+	Node string `json:"node"`
+	// Archived is false when no leader could switch and archive its WAL
+	// first: WAL written since the last archived segment is not in the
+	// archive, and the target may lie beyond it.
+	Archived bool `json:"archived"`
+	// Restore is from Patroni stopped to the restored node leading;
+	// Backup the full backup of the new timeline into every repository;
+	// Ready from there to every replica streaming.
+	Restore time.Duration `json:"restore"`
+	Backup  time.Duration `json:"backup"`
+	Ready   time.Duration `json:"ready"`
+}
+
+// Restore brings the whole cluster back to target from the backups:
+// render.RestoreScript's steps on the PostgreSQL nodes, in order (see its
+// header); the first PostgreSQL node of the primary region restores and
+// leads. The cluster refuses writes from the moment Patroni stops until
+// the restored node leads. The data directory the restoring node had is
+// kept beside the new one.
+func (c *Cluster) Restore(ctx context.Context, target time.Time) (RestoreReport, error) {
+	r := RestoreReport{Target: target.UTC()}
+	restorer := c.plan.Select(c.plan.Primary().Name, cluster.RolePostgres)[0]
+	r.Node = restorer.Name
+	pgs := c.plan.ByRole(cluster.RolePostgres)
+	step := func(n cluster.Node, args ...string) error {
+		out, err := c.Exec(ctx, n.Name, append([]string{render.RestoreScript}, args...)...)
+		if err != nil {
+			return fmt.Errorf("%s %v on %s: %w", render.RestoreScript, args, n.Name, err)
+		}
+		c.logf("%s: %s", n.Name, out)
+		return nil
+	}
+	if leader, err := c.Leader(ctx); err == nil {
+		if n, _ := c.plan.Node(leader); step(n, "archive") == nil {
+			r.Archived = true
+		}
+	}
+	if !r.Archived {
+		c.logf("no leader archived its WAL first: the restore reaches the last archived WAL at most")
+	}
+	start := time.Now()
+	if err := c.onAll(pgs, func(n cluster.Node) error { return step(n, "stop") }); err != nil {
+		return r, err
+	}
+	if err := step(restorer, "begin", r.Target.Format("2006-01-02 15:04:05.999999-07")); err != nil {
+		return r, err
+	}
+	c.logf("waiting for %s to restore and lead", restorer.Name)
+	for {
+		if l, err := c.Leader(ctx); err == nil && l == restorer.Name {
+			if err := c.write(ctx, c.HAProxyAddrs()[0]); err == nil {
+				break
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return r, fmt.Errorf("%s does not lead after %s: %w (its log: pgha-local exec %s journalctl -u pgha-patroni)", restorer.Name, time.Since(start).Round(time.Second), ctx.Err(), restorer.Name)
+		case <-time.After(time.Second):
+		}
+	}
+	r.Restore = time.Since(start)
+	start = time.Now()
+	if err := step(restorer, "finish"); err != nil {
+		return r, err
+	}
+	r.Backup = time.Since(start)
+	start = time.Now()
+	var others []cluster.Node
+	for _, n := range pgs {
+		if n.Name != restorer.Name {
+			others = append(others, n)
+		}
+	}
+	if err := c.onAll(others, func(n cluster.Node) error { return step(n, "join") }); err != nil {
+		return r, err
+	}
+	if err := c.WaitReady(ctx); err != nil {
+		return r, err
+	}
+	r.Ready = time.Since(start)
+	return r, nil
+}
+
+// onAll runs fn on every node at once.
+func (c *Cluster) onAll(nodes []cluster.Node, fn func(cluster.Node) error) error {
+	var wg sync.WaitGroup
+	errs := make([]error, len(nodes))
+	for i, n := range nodes {
+		wg.Go(func() { errs[i] = fn(n) })
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
