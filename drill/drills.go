@@ -256,6 +256,8 @@ var Drills = []Drill{
 	},
 }
 
+func init() { Drills = append(Drills, backupDrills...) }
+
 // Find returns the drills named, in Drills' order.
 func Find(names []string) ([]Drill, error) {
 	var out []Drill
@@ -323,6 +325,11 @@ type Result struct {
 
 	AppRequests, AppFailures int
 	AppErrors                []string
+
+	// Figures are what a drill measures besides the writes ("restore
+	// 16.2 s"); Problems are the ways it missed targets of its own.
+	Figures  []string
+	Problems []string
 }
 
 // Lost is the number of acknowledged writes missing from the new leader.
@@ -330,7 +337,7 @@ func (r Result) Lost() int { return len(r.Check.Lost) }
 
 // Violations lists the ways r misses the drill's targets, or nothing.
 func (r Result) Violations(t Targets) []string {
-	var v []string
+	v := slices.Clone(r.Problems)
 	if n := r.Lost(); n > 0 {
 		v = append(v, fmt.Sprintf("%d acknowledged writes lost (first %v)", n, r.Check.Lost[:min(n, 5)]))
 	}
@@ -381,6 +388,21 @@ type runner struct {
 	writer  *Writer
 	res     *Result
 	healAt  time.Time
+	// survives, when set, picks the acknowledged writes that must be on
+	// the cluster after the drill (a restore to a time keeps those before
+	// it); afterCheck, when set, checks the data further.
+	survives   func(Attempt) bool
+	afterCheck func(ctx context.Context, attempts []Attempt, leader string) error
+}
+
+// figure records one of the drill's measurements.
+func (r *runner) figure(format string, args ...any) {
+	r.res.Figures = append(r.res.Figures, fmt.Sprintf(format, args...))
+}
+
+// problem records a target of the drill's own that was missed.
+func (r *runner) problem(format string, args ...any) {
+	r.res.Problems = append(r.res.Problems, fmt.Sprintf(format, args...))
 }
 
 // mark records the moment of the fault.
@@ -534,6 +556,15 @@ func Run(ctx context.Context, rc RunConfig, d Drill) (Result, error) {
 	attempts := r.writer.Stop()
 	stopped = true
 	res.Attempts = len(attempts)
+	if r.survives != nil {
+		var keep []Attempt
+		for _, a := range attempts {
+			if r.survives(a) {
+				keep = append(keep, a)
+			}
+		}
+		attempts = keep
+	}
 	acked := Acked(attempts)
 	res.Acks = len(acked)
 	for _, a := range attempts {
@@ -550,6 +581,11 @@ func Run(ctx context.Context, rc RunConfig, d Drill) (Result, error) {
 	res.Check, err = CheckData(ctx, p, super, p.Config.App.Database, nl.Name, acked)
 	if err != nil {
 		return res, err
+	}
+	if r.afterCheck != nil {
+		if err := r.afterCheck(ctx, r.writer.Attempts(), nl.Name); err != nil {
+			return res, err
+		}
 	}
 	if m, ok := after.Member(res.Subject); ok && m.Timeline == nl.Timeline {
 		for _, nd := range res.Check.Nodes {

@@ -26,6 +26,8 @@ type Summary struct {
 	AppRequests, AppFailures int
 	// Timelines are "before→after" per run.
 	Timelines []string
+	// Figures are each run's Result.Figures, joined.
+	Figures []string
 }
 
 // Summarize groups results by drill, in ds' order. errs counts the runs
@@ -44,6 +46,9 @@ func Summarize(ds []Drill, results []Result, errs map[string]int) []Summary {
 			s.Failed = append(s.Failed, r.Outage.Failed)
 			s.Lost = append(s.Lost, r.Lost())
 			s.Timelines = append(s.Timelines, fmt.Sprintf("%d→%d", r.TimelineBefore, r.TimelineAfter))
+			if len(r.Figures) > 0 {
+				s.Figures = append(s.Figures, strings.Join(r.Figures, ", "))
+			}
 			if r.Rejoined {
 				s.Rejoined++
 			}
@@ -91,6 +96,9 @@ func WriteTable(w io.Writer, sums []Summary) {
 func WriteLegend(w io.Writer, sums []Summary) {
 	for _, s := range sums {
 		fmt.Fprintf(w, "- %s: %s; timelines %s\n", s.Drill.Name, s.Drill.Doc, strings.Join(s.Timelines, ", "))
+		for i, f := range s.Figures {
+			fmt.Fprintf(w, "  - run %d: %s\n", i+1, f)
+		}
 	}
 }
 

@@ -3,6 +3,7 @@ package local
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -111,4 +112,38 @@ func (c *Cluster) onAll(nodes []cluster.Node, fn func(cluster.Node) error) error
 		}
 	}
 	return nil
+}
+
+// RebuildReplica removes replica node's data directory, as a lost or
+// corrupted volume would, and has Patroni build it again
+// (create_replica_methods: from the newest backup, else from the leader).
+// It returns the method Patroni reports it used ("pgbackrest" or
+// "basebackup") once the node streams again.
+func (c *Cluster) RebuildReplica(ctx context.Context, node string) (string, error) {
+	if _, err := c.node(node); err != nil {
+		return "", err
+	}
+	since := time.Now().UTC().Format("2006-01-02 15:04:05")
+	script := fmt.Sprintf("systemctl stop %s && rm -rf %s && systemctl start %s", "pgha-patroni.service", render.DataDir, "pgha-patroni.service")
+	if _, err := c.Exec(ctx, node, "/bin/sh", "-c", script); err != nil {
+		return "", err
+	}
+	for {
+		out, _ := c.Exec(ctx, node, "journalctl", "-u", "pgha-patroni.service", "--since", since, "--no-pager", "-o", "cat")
+		if _, method, ok := strings.Cut(string(out), "replica has been created using "); ok {
+			method, _, _ = strings.Cut(method, "\n")
+			if ms, err := c.Members(ctx); err == nil {
+				for _, m := range ms {
+					if m.Name == node && m.State == "streaming" {
+						return strings.TrimSpace(method), nil
+					}
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return "", fmt.Errorf("%s was not rebuilt: %w", node, ctx.Err())
+		case <-time.After(time.Second):
+		}
+	}
 }

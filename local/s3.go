@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
+	"path"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -73,4 +75,34 @@ func (c *Cluster) cutS3(ctx context.Context, region string, cut bool) error {
 	}
 	_, awsEnd := linkAddrs(c.st.LinkNet, c.net().awsLinkIndex())
 	return ip(ctx, "-n", coreNS, "route", "replace", a, "via", awsEnd.Addr().String())
+}
+
+// NewestArchived returns the newest WAL segment file in data region
+// region's repository (pgBackRest's archive/<stanza>/<db>/<timeline and
+// log>/ folders, their files named after the segment), or "" when it
+// holds none.
+func (c *Cluster) NewestArchived(ctx context.Context, region string) (string, error) {
+	client, err := c.S3Client(region)
+	if err != nil {
+		return "", err
+	}
+	cfg := c.plan.Config
+	in := &s3.ListObjectsV2Input{
+		Bucket: aws.String(c.BackupBucket(region)),
+		Prefix: aws.String(cfg.BackupPrefix() + "/archive/" + cfg.Stanza() + "/"),
+	}
+	newest := ""
+	for p := s3.NewListObjectsV2Paginator(client, in); p.HasMorePages(); {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return "", fmt.Errorf("list the archive of %s: %w", region, err)
+		}
+		for _, o := range page.Contents {
+			name := path.Base(aws.ToString(o.Key))
+			if seg, _, ok := strings.Cut(name, "-"); ok && len(seg) == 24 && seg > newest {
+				newest = seg
+			}
+		}
+	}
+	return newest, nil
 }
