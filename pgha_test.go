@@ -1516,3 +1516,125 @@ func TestAlarms(t *testing.T) {
 		}
 	})
 }
+
+// TestBackupBuckets: each data region's stack has its backup bucket,
+// named as the nodes work the name out (cluster.BackupBucket), encrypted,
+// versioned, closed to the public, TLS-only, kept on delete, with
+// noncurrent versions kept as long as the retention; the witness has
+// none. Every PostgreSQL node's role may use the cluster's prefix of
+// every bucket, and nothing else of S3; no other node's role touches S3.
+func TestBackupBuckets(t *testing.T) {
+	forEachConfig(t, func(t *testing.T, s *synthesized) {
+		cfg := s.plan.Config
+		var wantObjects []string
+		for _, r := range s.plan.DataRegions() {
+			wantObjects = append(wantObjects, "arn:<AWS::Partition>:s3:::"+cfg.BackupBucket("<AWS::AccountId>", r.Name)+"/"+cfg.BackupPrefix()+"/*")
+		}
+		sort.Strings(wantObjects)
+		for _, rp := range s.plan.Regions {
+			name := stacks.StackName(cfg, rp.Name)
+			tpl := s.templates[name]
+			var backups []map[string]any
+			for _, b := range resources(tpl, "AWS::S3::Bucket") {
+				if props(b)["BucketName"] != nil {
+					backups = append(backups, b)
+				}
+			}
+			if rp.Witness {
+				if len(backups) != 0 {
+					t.Errorf("%s: the witness has a backup bucket", name)
+				}
+				continue
+			}
+			if len(backups) != 1 {
+				t.Fatalf("%s: %d named buckets, want the backup bucket", name, len(backups))
+			}
+			b := backups[0]
+			p := props(b)
+			if got, want := flatARN(p["BucketName"]), cfg.BackupBucket("<AWS::AccountId>", rp.Name); got != want {
+				t.Errorf("%s: bucket name %s, want %s", name, got, want)
+			}
+			if b["DeletionPolicy"] != "Retain" || b["UpdateReplacePolicy"] != "Retain" {
+				t.Errorf("%s: the backup bucket is not retained (%v, %v)", name, b["DeletionPolicy"], b["UpdateReplacePolicy"])
+			}
+			if got := toJSON(p["VersioningConfiguration"]); got != `{"Status":"Enabled"}` {
+				t.Errorf("%s: versioning %s", name, got)
+			}
+			if got := toJSON(p["BucketEncryption"]); !strings.Contains(got, `"SSEAlgorithm":"AES256"`) {
+				t.Errorf("%s: encryption %s", name, got)
+			}
+			pab := p["PublicAccessBlockConfiguration"].(map[string]any)
+			for _, k := range []string{"BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets"} {
+				if pab[k] != true {
+					t.Errorf("%s: public access block %s is %v", name, k, pab[k])
+				}
+			}
+			if got := toJSON(p["LifecycleConfiguration"]); !strings.Contains(got, fmt.Sprintf(`"NoncurrentDays":%d`, cfg.Backup.RetentionDays)) ||
+				!strings.Contains(got, `"AbortIncompleteMultipartUpload":{"DaysAfterInitiation":1}`) {
+				t.Errorf("%s: lifecycle %s", name, got)
+			}
+			if p["LoggingConfiguration"] == nil {
+				t.Errorf("%s: no server access logs", name)
+			}
+			tlsOnly := false
+			for _, pol := range resources(tpl, "AWS::S3::BucketPolicy") {
+				doc := toJSON(props(pol)["PolicyDocument"])
+				if toJSON(props(pol)["Bucket"]) == `{"Ref":"`+logicalID(t, tpl, b)+`"}` &&
+					strings.Contains(doc, `"aws:SecureTransport":"false"`) && strings.Contains(doc, `"s3:TlsVersion":1.2`) {
+					tlsOnly = true
+				}
+			}
+			if !tlsOnly {
+				t.Errorf("%s: no bucket policy denies plain HTTP and TLS before 1.2", name)
+			}
+			for _, in := range resources(tpl, "AWS::EC2::Instance") {
+				n := nodeOf(t, s.plan, in)
+				got := s3Objects(rolePolicies(tpl, instanceRole(t, tpl, in)))
+				switch {
+				case n.Role == cluster.RolePostgres && !slices.Equal(got, wantObjects):
+					t.Errorf("%s: %s's role may use S3 objects %q, want %q", name, n.Name, got, wantObjects)
+				case n.Role != cluster.RolePostgres && len(got) > 0:
+					t.Errorf("%s: %s's role may use S3 objects %q", name, n.Name, got)
+				}
+			}
+		}
+	})
+}
+
+// logicalID is a resource's logical ID in tpl.
+func logicalID(t *testing.T, tpl map[string]any, r map[string]any) string {
+	t.Helper()
+	for id, x := range tpl["Resources"].(map[string]any) {
+		if toJSON(x) == toJSON(r) {
+			return id
+		}
+	}
+	t.Fatalf("resource not in the template")
+	return ""
+}
+
+// s3Objects are the object ARNs (bucket/key patterns) the policies
+// allow S3 actions on, sorted.
+func s3Objects(docs []any) []string {
+	var out []string
+	for _, d := range docs {
+		for _, st := range d.(map[string]any)["Statement"].([]any) {
+			st := st.(map[string]any)
+			if st["Effect"] != "Allow" || !strings.Contains(toJSON(st["Action"]), `"s3:`) {
+				continue
+			}
+			res := st["Resource"]
+			if one, ok := res.([]any); ok {
+				for _, r := range one {
+					if a := flatARN(r); strings.Contains(a, "/") {
+						out = append(out, a)
+					}
+				}
+			} else if a := flatARN(res); strings.Contains(a, "/") {
+				out = append(out, a)
+			}
+		}
+	}
+	sort.Strings(out)
+	return slices.Compact(out)
+}

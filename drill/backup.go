@@ -33,11 +33,13 @@ const (
 var backupDrills = []Drill{
 	{
 		Name: "restore-to-time", Doc: "write, note a time T, write more, DROP the writer's table, restore the whole cluster to T (pgha-local restore): every write acknowledged before T is back, none begun after it",
-		inject: restoreToTime,
+		prepare: waitForBackups,
+		inject:  restoreToTime,
 	},
 	{
 		Name: "replica-rebuild", Doc: "remove the synchronous standby's data directory: Patroni builds it again from the newest backup (create_replica_methods), not from the leader",
 		Targets: Targets{RTO: rdsRTO},
+		prepare: waitForBackups,
 		inject:  replicaRebuild,
 	},
 	{
@@ -45,6 +47,27 @@ var backupDrills = []Drill{
 		Targets: Targets{NoInterruption: true},
 		inject:  primaryBucketCut,
 	},
+}
+
+// waitForBackups waits until every repository holds a backup: a new
+// cluster takes its first within minutes.
+func waitForBackups(ctx context.Context, c *local.Cluster, _ View) error {
+	ctx, cancel := context.WithTimeout(ctx, catchUpTimeout)
+	defer cancel()
+	for _, r := range c.Plan().DataRegions() {
+		for {
+			t, err := c.NewestBackup(ctx, r.Name)
+			if err == nil && !t.IsZero() {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("no backup in %s's repository (%v): %w", r.Name, err, ctx.Err())
+			case <-time.After(2 * time.Second):
+			}
+		}
+	}
+	return nil
 }
 
 func restoreToTime(ctx context.Context, r *runner) error {

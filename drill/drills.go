@@ -556,16 +556,11 @@ func Run(ctx context.Context, rc RunConfig, d Drill) (Result, error) {
 	attempts := r.writer.Stop()
 	stopped = true
 	res.Attempts = len(attempts)
+	must := attempts
 	if r.survives != nil {
-		var keep []Attempt
-		for _, a := range attempts {
-			if r.survives(a) {
-				keep = append(keep, a)
-			}
-		}
-		attempts = keep
+		must = slices.DeleteFunc(slices.Clone(attempts), func(a Attempt) bool { return !r.survives(a) })
 	}
-	acked := Acked(attempts)
+	acked := Acked(must)
 	res.Acks = len(acked)
 	for _, a := range attempts {
 		if a.Acked() && a.Warning != "" && len(res.Warnings) < 5 {

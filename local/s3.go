@@ -13,6 +13,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
+
+	"github.com/pgha/pgha/healthcheck"
+	"github.com/pgha/pgha/internal/s3objects"
 )
 
 // S3Client returns an S3 client for data region region's S3 server, seen
@@ -105,4 +108,18 @@ func (c *Cluster) NewestArchived(ctx context.Context, region string) (string, er
 		}
 	}
 	return newest, nil
+}
+
+// NewestBackup returns when the newest backup in data region region's
+// repository finished (zero: none), read as the health checker reads it.
+func (c *Cluster) NewestBackup(ctx context.Context, region string) (time.Time, error) {
+	client, err := c.S3Client(region)
+	if err != nil {
+		return time.Time{}, err
+	}
+	cfg := c.plan.Config
+	return healthcheck.RepositoryReader{
+		Objects: s3objects.Bucket{Client: client, Name: c.BackupBucket(region)},
+		Prefix:  cfg.BackupPrefix(), Stanza: cfg.Stanza(),
+	}.NewestBackup(ctx)
 }

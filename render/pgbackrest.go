@@ -195,7 +195,11 @@ func backupTimers(p *cluster.Plan, n cluster.Node) map[string]string {
 func backupService() string {
 	return "# " + Header + "\n[Unit]\nDescription=pgha: %i backup, if this node is the one to take it\n" +
 		"Wants=network-online.target\nAfter=network-online.target " + pgBackRestUnit + "\n\n" +
-		"[Service]\nType=oneshot\nUser=postgres\nGroup=postgres\nExecStart=" + BackupScript + " %i\n"
+		"[Service]\nType=oneshot\nUser=postgres\nGroup=postgres\nExecStart=" + BackupScript + " %i\n" +
+		// pgBackRest's workers may outlive a SIGTERM by minutes (seen in
+		// the restore drill): a stopped backup is killed after 10 s; the
+		// next one cleans up what it left.
+		"TimeoutStopSec=10\n"
 }
 
 var restoreTmpl = parse("templates/restore.sh")
