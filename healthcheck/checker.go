@@ -237,6 +237,12 @@ func (r Report) LogAttrs() []slog.Attr {
 	if len(r.BootsNotOK) > 0 {
 		attrs = append(attrs, slog.Any("bootsNotOk", r.BootsNotOK))
 	}
+	if r.Archive != nil {
+		attrs = append(attrs, slog.Any("archive", r.Archive))
+	}
+	if r.BackupChecked {
+		attrs = append(attrs, slog.Time("newestBackup", r.NewestBackup))
+	}
 	attrs = append(attrs,
 		slog.Any("apps", r.Decision.Apps),
 		slog.Any("restarted", r.Restarted),

@@ -235,6 +235,10 @@ type CheckerRun struct {
 	// Restarted are the instance ids (locally, node names) restarted.
 	Restarted []string `json:"restarted"`
 	Errors    []string `json:"errors"`
+	// Archive is the WAL archive's status, and NewestBackup the newest
+	// backup in the region's repository (zero: none, or not read).
+	Archive      *healthcheck.ArchiveStatus `json:"archive"`
+	NewestBackup time.Time                  `json:"newestBackup"`
 }
 
 // checkLogMsg is the message of healthcheck.Report.Log's line.

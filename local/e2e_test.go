@@ -227,6 +227,42 @@ func TestEndToEnd(t *testing.T) {
 
 	t.Run("every hop authenticated and encrypted", func(t *testing.T) { checkSecurity(ctx, t, c) })
 
+	t.Run("backed up into every region's repository", func(t *testing.T) {
+		// The first full backup comes within minutes of the cluster being
+		// ready, into each repository, and WAL is archived into each.
+		for _, r := range c.plan.DataRegions() {
+			eventually(ctx, t, 4*time.Minute, func() error {
+				newest, err := c.NewestBackup(ctx, r.Name)
+				if err == nil && newest.IsZero() {
+					err = errors.New("no backup yet")
+				}
+				return err
+			})
+			if wal, err := c.NewestArchived(ctx, r.Name); err != nil || wal == "" {
+				t.Errorf("%s's repository holds no WAL (%q, %v)", r.Name, wal, err)
+			}
+		}
+		// The health checker sees them: the archive caught up, the
+		// region's newest backup.
+		region := checkerRegions(c.plan)[0]
+		eventually(ctx, t, time.Minute, func() error {
+			runs, err := c.CheckerRuns(region)
+			if err != nil || len(runs) == 0 {
+				return fmt.Errorf("no check logged (%v)", err)
+			}
+			last := runs[len(runs)-1]
+			switch {
+			case last.Archive == nil:
+				return fmt.Errorf("the last check read no archive status (errors %v)", last.Errors)
+			case last.Archive.Failing || last.Archive.Lag > 0:
+				return fmt.Errorf("the archive is behind: %+v", *last.Archive)
+			case last.NewestBackup.IsZero():
+				return fmt.Errorf("the last check saw no backup in %s (errors %v)", region, last.Errors)
+			}
+			return nil
+		})
+	})
+
 	t.Run("write then read through HAProxy", func(t *testing.T) {
 		w := connect(ctx, t, c, c.HAProxyAddrs()[0])
 		if _, err := w.Exec(ctx, `CREATE TABLE e2e (v text); INSERT INTO e2e VALUES ('hello')`); err != nil {
