@@ -240,7 +240,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		c.SetLog(stderr)
-		r, err := c.Restore(ctx, target)
+		// A target the archive does not reach makes Patroni's bootstrap
+		// fail over and over: give up after half an hour.
+		rctx, cancel := context.WithTimeout(ctx, 30*time.Minute)
+		defer cancel()
+		r, err := c.Restore(rctx, target)
 		if err != nil {
 			return err
 		}
