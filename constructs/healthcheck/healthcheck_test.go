@@ -218,10 +218,14 @@ func TestHealthCheck(t *testing.T) {
 			case string:
 				sb.WriteString(p)
 			case map[string]any:
-				if fmt.Sprint(p) != "map[Ref:App1Id]" {
+				switch fmt.Sprint(p) {
+				case "map[Ref:App1Id]":
+					sb.WriteString("i-0123456789abcdef0")
+				case "map[Ref:AWS::AccountId]": // in the backup bucket's name
+					sb.WriteString("111122223333")
+				default:
 					t.Fatalf("unexpected token %v", p)
 				}
-				sb.WriteString("i-0123456789abcdef0")
 			}
 		}
 		s, err := hc.ParseSettings([]byte(sb.String()))
@@ -230,6 +234,9 @@ func TestHealthCheck(t *testing.T) {
 		}
 		if len(s.Apps) != 1 || s.Apps[0].InstanceID != "i-0123456789abcdef0" || s.Apps[0].URL != "http://10.11.0.40:5000" {
 			t.Errorf("apps %+v", s.Apps)
+		}
+		if s.BackupBucket != "pgha-backup-111122223333-eu-west-3" || s.BackupPrefix != "pgha" || s.Stanza != "pgha" {
+			t.Errorf("backup settings %q %q %q", s.BackupBucket, s.BackupPrefix, s.Stanza)
 		}
 		if len(s.Members) != 3 || s.Members[2].URL != "https://10.12.3.10:8008" || s.Members[2].Region != "eu-west-1" {
 			t.Errorf("members %+v", s.Members)
