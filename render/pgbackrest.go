@@ -150,10 +150,6 @@ func Backup(p *cluster.Plan, n cluster.Node) (string, error) {
 	for _, m := range p.ByRole(cluster.RolePostgres) {
 		regions = append(regions, m.Name+"="+m.Region)
 	}
-	var repos []string
-	for i := range p.DataRegions() {
-		repos = append(repos, fmt.Sprint(i+1))
-	}
 	var buf bytes.Buffer
 	err := backupTmpl.Execute(&buf, map[string]any{
 		"Header":     Header,
@@ -162,7 +158,7 @@ func Backup(p *cluster.Plan, n cluster.Node) (string, error) {
 		"Patroni":    fmt.Sprintf("https://%s:%d/cluster", n.IP, cluster.PortPatroni),
 		"CAFile":     CAFile,
 		"Regions":    strings.Join(regions, " "),
-		"Repos":      strings.Join(repos, " "),
+		"Repos":      repoKeys(p),
 	})
 	if err != nil {
 		return "", fmt.Errorf("render backup for %s: %w", n.Name, err)
@@ -206,10 +202,6 @@ var restoreTmpl = parse("templates/restore.sh")
 
 // Restore renders RestoreScript for PostgreSQL node n.
 func Restore(p *cluster.Plan, n cluster.Node) (string, error) {
-	var repos []string
-	for i := range p.DataRegions() {
-		repos = append(repos, fmt.Sprint(i+1))
-	}
 	var buf bytes.Buffer
 	err := restoreTmpl.Execute(&buf, map[string]any{
 		"Header":        Header,
@@ -220,10 +212,19 @@ func Restore(p *cluster.Plan, n cluster.Node) (string, error) {
 		"Scope":         p.Config.Name,
 		"DataDir":       DataDir,
 		"RestoreConfig": restoreConfig,
-		"Repos":         strings.Join(repos, " "),
+		"Repos":         repoKeys(p),
 	})
 	if err != nil {
 		return "", fmt.Errorf("render restore for %s: %w", n.Name, err)
 	}
 	return buf.String(), nil
+}
+
+// repoKeys are pgBackRest's repository numbers, one per data region: "1 2".
+func repoKeys(p *cluster.Plan) string {
+	var keys []string
+	for i := range p.DataRegions() {
+		keys = append(keys, fmt.Sprint(i+1))
+	}
+	return strings.Join(keys, " ")
 }

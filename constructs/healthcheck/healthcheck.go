@@ -346,7 +346,7 @@ func (h *HealthCheck) addAlarms(cfg cluster.Config, region string) {
 		TreatMissingData:   awscloudwatch.TreatMissingData_NOT_BREACHING,
 	})
 	h.ArchiveFailingAlarm = awscloudwatch.NewAlarm(h.Construct, jsii.String("ArchiveFailingAlarm"), &awscloudwatch.AlarmProps{
-		AlarmDescription: jsii.String(fmt.Sprintf("pgha %s: the leader's WAL archiving has been failing for 5 minutes (seen from %s): a backup bucket is unreachable or refuses the node", cfg.Name, region)),
+		AlarmDescription:   jsii.String(fmt.Sprintf("pgha %s: the leader's WAL archiving has been failing for 5 minutes (seen from %s): a backup bucket is unreachable or refuses the node", cfg.Name, region)),
 		Metric:             metric(hc.MetricArchiveFailing, "Minimum"),
 		ComparisonOperator: awscloudwatch.ComparisonOperator_GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
 		Threshold:          jsii.Number(1),
