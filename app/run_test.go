@@ -248,6 +248,11 @@ func TestRetriesWhileReadOnly(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	// The admin session has it; the postmaster signals the other backends
+	// (the app's pooled ones) one after the other, and each applies it
+	// before its next command: give the signals time to arrive (CI once saw
+	// the app's PUT win that race).
+	time.Sleep(250 * time.Millisecond)
 
 	const readOnlyFor = 1500 * time.Millisecond
 	start := time.Now()
