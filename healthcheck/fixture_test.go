@@ -17,10 +17,14 @@ var defaultMembers = []Member{
 	{Name: "pg3", Region: "eu-west-1", URL: "http://10.12.3.10:8008"},
 }
 
-// fixture reads a captured Patroni answer from testdata/patroni-4.0.7.
+// fixtures are the Patroni 4.0.7 answers recorded from the local cluster,
+// kept with the model that decodes them (see the README there).
+const fixtures = "../internal/patroni/testdata/patroni-4.0.7"
+
+// fixture reads a captured Patroni answer from fixtures.
 func fixture(t testing.TB, state, member, endpoint string) []byte {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", "patroni-4.0.7", state, member+"-"+endpoint+".json"))
+	b, err := os.ReadFile(filepath.Join(fixtures, state, member+"-"+endpoint+".json"))
 	if err != nil {
 		t.Fatal(err)
 	}

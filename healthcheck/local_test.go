@@ -21,7 +21,7 @@ import (
 	"github.com/pgha/pgha/local"
 )
 
-var capture = flag.Bool("capture", false, "save the Patroni answers of each phase of TestLocalCluster under testdata/patroni-4.0.7/local-<phase>")
+var capture = flag.Bool("capture", false, "save the Patroni answers of each phase of TestLocalCluster under internal/patroni/testdata/patroni-4.0.7/local-<phase>")
 
 // TestLocalCluster runs the Patroni client and the readiness check against
 // the real cluster of the local harness (PostgreSQL 17, Patroni 4.0.7, etcd,
@@ -185,14 +185,14 @@ func TestLocalCluster(t *testing.T) {
 }
 
 // saveAnswers writes each member's raw GET /patroni and /cluster bodies
-// under testdata when -capture is given, asking with client (the checker's,
+// under internal/patroni/testdata when -capture is given, asking with client (the checker's,
 // which trusts the cluster CA).
 func saveAnswers(t *testing.T, client *http.Client, phase string, members []healthcheck.Member) {
 	t.Helper()
 	if !*capture {
 		return
 	}
-	dir := filepath.Join("testdata", "patroni-4.0.7", "local-"+phase)
+	dir := filepath.Join("..", "internal", "patroni", "testdata", "patroni-4.0.7", "local-"+phase)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}

@@ -174,7 +174,7 @@ func TestClusterReadyCaptured(t *testing.T) {
 		t.Run(tt.state, func(t *testing.T) {
 			var probes []Probe
 			for _, m := range defaultMembers {
-				if _, err := os.Stat(filepath.Join("testdata", "patroni-4.0.7", tt.state, m.Name+"-patroni.json")); err != nil {
+				if _, err := os.Stat(filepath.Join(fixtures, tt.state, m.Name+"-patroni.json")); err != nil {
 					probes = append(probes, Probe{Member: m, Err: errors.New("connect: connection refused")})
 					continue
 				}

@@ -168,7 +168,7 @@ func serveFixture(t *testing.T, member string) *httptest.Server {
 	t.Helper()
 	mux := http.NewServeMux()
 	for _, ep := range []string{"patroni", "cluster"} {
-		b, err := os.ReadFile(filepath.Join("..", "healthcheck", "testdata", "patroni-4.0.7", "healthy", member+"-"+ep+".json"))
+		b, err := os.ReadFile(filepath.Join("..", "internal", "patroni", "testdata", "patroni-4.0.7", "healthy", member+"-"+ep+".json"))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -174,7 +174,7 @@ func measure(ctx context.Context, c *healthcheck.Checker, n int) (stats, healthc
 func serveCaptured(member string) (*httptest.Server, error) {
 	mux := http.NewServeMux()
 	for _, ep := range []string{"patroni", "cluster"} {
-		b, err := os.ReadFile(filepath.Join("healthcheck", "testdata", "patroni-4.0.7", "healthy", member+"-"+ep+".json"))
+		b, err := os.ReadFile(filepath.Join("internal", "patroni", "testdata", "patroni-4.0.7", "healthy", member+"-"+ep+".json"))
 		if err != nil {
 			return nil, fmt.Errorf("%w (run from the module root)", err)
 		}
