@@ -131,7 +131,7 @@ func TestWriteEMF(t *testing.T) {
 	r := Report{
 		Start:       time.UnixMilli(1795723000000),
 		Duration:    42 * time.Millisecond,
-		Observation: Observation{View: View{Leader: &Leader{Name: "pg2", State: "running", Confirmed: true}, Members: []MemberState{{Name: "pg2", Answered: true, State: "running"}, {Name: "pg1", Answered: true, State: "streaming", Streaming: true, LagBytes: 4096}}}},
+		Observation: Observation{View: View{Leader: &Leader{Name: "pg2", State: "running", Confirmed: true, Ready: true}, Members: []MemberState{{Name: "pg2", Answered: true, State: "running"}, {Name: "pg1", Answered: true, State: "streaming", Streaming: true, LagBytes: 4096}}}},
 		Decision:    Decision{Ready: true},
 		Restarted:   []string{"i-1"},
 	}

@@ -11,6 +11,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/pgha/pgha/internal/patroni"
 )
 
 // DefaultActionTimeout bounds one PATCH /config, POST /restart or POST
@@ -172,8 +174,8 @@ func (c *Checker) applyConfig(ctx context.Context, desired json.RawMessage, prob
 			replicas = append(replicas, m)
 		}
 	}
-	if n := syncStandbysWanted(want, len(replicas)); countRole(replicas, "sync_standby") < n {
-		step.Waiting = fmt.Sprintf("%d of %d synchronous standbys", countRole(replicas, "sync_standby"), n)
+	if n := syncStandbysWanted(want, len(replicas)); countRole(replicas, patroni.RoleSyncStandby) < n {
+		step.Waiting = fmt.Sprintf("%d of %d synchronous standbys", countRole(replicas, patroni.RoleSyncStandby), n)
 		return step
 	}
 	for _, m := range replicas {
@@ -194,7 +196,7 @@ func (c *Checker) applyConfig(ctx context.Context, desired json.RawMessage, prob
 	candidate := ""
 	for _, sameRegion := range []bool{true, false} {
 		for _, m := range replicas {
-			if candidate == "" && m.Role == "sync_standby" && !slices.Contains(step.Pending, m.Name) &&
+			if candidate == "" && m.Role == patroni.RoleSyncStandby && !slices.Contains(step.Pending, m.Name) &&
 				(m.Region == v.Leader.Region || !sameRegion) {
 				candidate = m.Name
 			}

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/pgha/pgha/internal/patroni"
 )
 
 // Action is what the checker does about one app instance.
@@ -91,13 +93,8 @@ func ClusterReady(v View, writeChecked bool, writeErr string) (bool, string) {
 		return false, fmt.Sprintf("no Patroni member answered (%s)", strings.Join(v.Unreachable, ", "))
 	case v.Leader == nil:
 		return false, "no leader: no member holds the leader key" + unreachableSuffix(v)
-	case v.Leader.State != "running":
-		return false, fmt.Sprintf("leader %s is %s, not running", v.Leader.Name, orUnknown(v.Leader.State)) + unreachableSuffix(v)
-	case !v.Leader.Confirmed:
-		if m, ok := v.member(v.Leader.Name); ok && !m.Answered {
-			return false, fmt.Sprintf("leader %s holds the leader key but did not answer (failover pending)", v.Leader.Name) + unreachableSuffix(v)
-		}
-		return false, fmt.Sprintf("leader %s does not yet run as primary (promotion in progress)", v.Leader.Name)
+	case !v.Leader.Running():
+		return false, v.leaderNotReady()
 	case !writeChecked:
 		return false, "write check not run"
 	case writeErr != "":
@@ -132,6 +129,21 @@ func Decide(o Observation, now time.Time, backoff time.Duration) Decision {
 		d.Apps = append(d.Apps, ad)
 	}
 	return d
+}
+
+// leaderNotReady says why the leader is not ready (patroni.Ready).
+func (v View) leaderNotReady() string {
+	l := v.Leader
+	switch {
+	case l.State != patroni.StateRunning:
+		return fmt.Sprintf("leader %s is %s, not running", l.Name, orUnknown(l.State)) + unreachableSuffix(v)
+	case !l.Confirmed:
+		if m, ok := v.member(l.Name); ok && !m.Answered {
+			return fmt.Sprintf("leader %s holds the leader key but did not answer (failover pending)", l.Name) + unreachableSuffix(v)
+		}
+		return fmt.Sprintf("leader %s does not yet run as primary (promotion in progress)", l.Name)
+	}
+	return fmt.Sprintf("leader %s is not ready", l.Name)
 }
 
 func (v View) member(name string) (MemberState, bool) {

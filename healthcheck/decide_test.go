@@ -15,7 +15,7 @@ func TestDecide(t *testing.T) {
 		return MemberState{Name: name, Role: role, State: state, Answered: answered, LagBytes: 0}
 	}
 	running := View{
-		Leader:  &Leader{Name: "pg1", Region: "eu-west-3", Timeline: 2, State: "running", Confirmed: true},
+		Leader:  &Leader{Name: "pg1", Region: "eu-west-3", Timeline: 2, State: "running", Confirmed: true, Ready: true},
 		Members: []MemberState{member("pg1", "leader", "running", true), member("pg2", "sync_standby", "streaming", true)},
 	}
 	leaderDown := View{

@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/pgha/pgha/internal/patroni"
 )
 
 // The default cluster's members as the plan names them.
@@ -35,7 +37,7 @@ func fixture(t testing.TB, state, member, endpoint string) []byte {
 // client would.
 func capturedProbe(t testing.TB, state string, m Member) Probe {
 	t.Helper()
-	p := Probe{Member: m, Patroni: &PatroniStatus{}, Cluster: &ClusterStatus{}}
+	p := Probe{Member: m, Patroni: &patroni.Status{}, Cluster: &patroni.Cluster{}}
 	if err := json.Unmarshal(fixture(t, state, m.Name, "patroni"), p.Patroni); err != nil {
 		t.Fatal(err)
 	}

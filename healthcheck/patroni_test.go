@@ -22,8 +22,8 @@ func TestPatroniClientCaptured(t *testing.T) {
 			t.Errorf("%s: patroni %+v", p.Member.Name, p.Patroni.Patroni)
 		}
 	}
-	if !probes[1].Patroni.IsPrimary() || probes[0].Patroni.IsPrimary() {
-		t.Errorf("primary: pg1 %v pg2 %v", probes[0].Patroni.IsPrimary(), probes[1].Patroni.IsPrimary())
+	if !probes[1].Patroni.RunsAsPrimary() || probes[0].Patroni.RunsAsPrimary() {
+		t.Errorf("primary: pg1 %v pg2 %v", probes[0].Patroni.RunsAsPrimary(), probes[1].Patroni.RunsAsPrimary())
 	}
 	if probes[0].Patroni.ReplicationState != "streaming" || probes[1].Patroni.XLog.Location == 0 {
 		t.Errorf("pg1 %+v, pg2 %+v", probes[0].Patroni, probes[1].Patroni)

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+
+	"github.com/pgha/pgha/internal/patroni"
 )
 
 // View is the cluster as the members' answers describe it, reconciled.
@@ -30,10 +32,13 @@ type Leader struct {
 	// Confirmed is true when the leader answered itself that it runs as
 	// the primary; false while it is dead or still being promoted.
 	Confirmed bool `json:"confirmed"`
+	// Ready is patroni.Ready of the leader: running in the DCS and
+	// confirmed.
+	Ready bool `json:"ready"`
 }
 
-// Running reports whether the leader is running and confirmed itself.
-func (l *Leader) Running() bool { return l != nil && l.State == "running" && l.Confirmed }
+// Running reports whether there is a leader and it is ready (patroni.Ready).
+func (l *Leader) Running() bool { return l != nil && l.Ready }
 
 // MemberState is one member in the View.
 type MemberState struct {
@@ -58,7 +63,7 @@ type MemberState struct {
 
 // Healthy reports whether the member answered and its PostgreSQL runs.
 func (m MemberState) Healthy() bool {
-	return m.Answered && (m.State == "running" || m.State == "streaming")
+	return m.Answered && (m.State == patroni.StateRunning || m.State == patroni.StateStreaming)
 }
 
 // Healthy is the number of healthy members.
@@ -97,17 +102,22 @@ func (v View) MaxLagBytes() int64 {
 
 // Reconcile turns the probes of every member into one View. It is pure.
 //
-// The leader is the member most answers' DCS view names leader (ties go to
-// the earlier member in plan order); it is confirmed only when its own GET
-// /patroni says it is a running primary, so a leader that has just died
-// (its key not yet expired) or is still being promoted is not confirmed.
-// Lag and DCS roles come from the leader's own /cluster answer when it gave
-// one, else from the first member that answered.
+// The leader is the member most answers' DCS view names leader
+// (patroni.Member.HoldsLeaderKey; ties go to the earlier member in plan
+// order). Its State is the one a view naming it leader gives it (its own
+// view first); it is confirmed only when its own GET /patroni says it is a
+// running primary, so a leader that has just died (its key not yet
+// expired) or is still being promoted is not confirmed, and it is ready
+// as patroni.Ready has it. Lag and DCS roles come from the leader's own
+// /cluster answer when it gave one, else from the first member that
+// answered.
 func Reconcile(probes []Probe) View {
 	var v View
 	votes := map[string]int{}
+	// named is each member named leader as a view naming it lists it.
+	named := map[string]patroni.Member{}
 	var order []string
-	var dcs *ClusterStatus
+	var dcs *patroni.Cluster
 	for _, p := range probes {
 		if p.Cluster == nil {
 			continue
@@ -115,12 +125,13 @@ func Reconcile(probes []Probe) View {
 		if dcs == nil {
 			dcs = p.Cluster
 		}
-		for _, cm := range p.Cluster.Members {
-			if cm.Role == "leader" || cm.Role == "standby_leader" {
-				if votes[cm.Name] == 0 {
-					order = append(order, cm.Name)
-				}
-				votes[cm.Name]++
+		for _, cm := range p.Cluster.LeaderKeyHolders() {
+			if votes[cm.Name] == 0 {
+				order = append(order, cm.Name)
+			}
+			votes[cm.Name]++
+			if _, ok := named[cm.Name]; !ok || p.Member.Name == cm.Name {
+				named[cm.Name] = cm
 			}
 		}
 	}
@@ -140,7 +151,7 @@ func Reconcile(probes []Probe) View {
 		}
 	}
 
-	byName := map[string]ClusterMember{}
+	byName := map[string]patroni.Member{}
 	if dcs != nil {
 		for _, cm := range dcs.Members {
 			byName[cm.Name] = cm
@@ -154,7 +165,7 @@ func Reconcile(probes []Probe) View {
 		cm, inDCS := byName[p.Member.Name]
 		if inDCS {
 			ms.Role, ms.State, ms.Timeline = cm.Role, cm.State, cm.Timeline
-			ms.Streaming = cm.State == "streaming"
+			ms.Streaming = cm.Streaming()
 			if !cm.Lag.Unknown {
 				ms.LagBytes = cm.Lag.Bytes
 			}
@@ -168,8 +179,8 @@ func Reconcile(probes []Probe) View {
 			if !inDCS {
 				ms.Role = st.Role
 			}
-			ms.Streaming = st.ReplicationState == "streaming" && st.State == "running"
-			if st.IsPrimary() {
+			ms.Streaming = st.Streaming()
+			if st.RunsAsPrimary() {
 				primaries = append(primaries, p.Member.Name)
 			}
 		} else {
@@ -183,17 +194,17 @@ func Reconcile(probes []Probe) View {
 		if p.Member.Name == leaderName {
 			ms.LagBytes = 0
 			ms.Streaming = false
-			state := cm.State
-			if !inDCS && p.Patroni != nil {
-				state = p.Patroni.State
+			lm := named[leaderName]
+			v.Leader = &Leader{
+				Name: leaderName, Region: p.Member.Region, Timeline: ms.Timeline, State: lm.State,
+				Confirmed: p.Patroni.RunsAsPrimary(), Ready: patroni.Ready(lm, p.Patroni),
 			}
-			v.Leader = &Leader{Name: leaderName, Region: p.Member.Region, Timeline: ms.Timeline, State: state, Confirmed: p.Patroni.IsPrimary()}
 		}
 		v.Members = append(v.Members, ms)
 	}
 	// Members the DCS lists that the plan does not.
 	if dcs != nil {
-		var extra []ClusterMember
+		var extra []patroni.Member
 		for _, cm := range dcs.Members {
 			if !seen[cm.Name] {
 				extra = append(extra, cm)
@@ -201,14 +212,15 @@ func Reconcile(probes []Probe) View {
 		}
 		sort.Slice(extra, func(i, j int) bool { return extra[i].Name < extra[j].Name })
 		for _, cm := range extra {
-			ms := MemberState{Name: cm.Name, Role: cm.Role, State: cm.State, Timeline: cm.Timeline, LagBytes: -1, Streaming: cm.State == "streaming"}
+			ms := MemberState{Name: cm.Name, Role: cm.Role, State: cm.State, Timeline: cm.Timeline, LagBytes: -1, Streaming: cm.Streaming()}
 			if !cm.Lag.Unknown {
 				ms.LagBytes = cm.Lag.Bytes
 			}
 			v.Members = append(v.Members, ms)
 			v.Notes = append(v.Notes, fmt.Sprintf("member %s is in the DCS but not in the plan", cm.Name))
 			if cm.Name == leaderName {
-				v.Leader = &Leader{Name: cm.Name, Timeline: cm.Timeline, State: cm.State}
+				// Not in the plan, so not asked: neither confirmed nor ready.
+				v.Leader = &Leader{Name: cm.Name, Timeline: cm.Timeline, State: named[cm.Name].State}
 			}
 		}
 	}

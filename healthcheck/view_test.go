@@ -1,13 +1,14 @@
 package healthcheck
 
 import (
-	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/pgha/pgha/internal/patroni"
 )
 
 func TestReconcileCapturedHealthy(t *testing.T) {
@@ -16,7 +17,7 @@ func TestReconcileCapturedHealthy(t *testing.T) {
 		probes = append(probes, capturedProbe(t, "healthy", m))
 	}
 	v := Reconcile(probes)
-	if v.Leader == nil || *v.Leader != (Leader{Name: "pg2", Region: "eu-west-3", Timeline: 1, State: "running", Confirmed: true}) {
+	if v.Leader == nil || *v.Leader != (Leader{Name: "pg2", Region: "eu-west-3", Timeline: 1, State: "running", Confirmed: true, Ready: true}) {
 		t.Fatalf("leader %+v", v.Leader)
 	}
 	if got := v.Healthy(); got != 3 {
@@ -88,7 +89,7 @@ func TestReconcile(t *testing.T) {
 				p := healthy(t)
 				for i := range p {
 					p[i].Cluster.Members = slices.Clone(p[i].Cluster.Members)
-					p[i].Cluster.Members[2].Lag = Lag{Bytes: 32 << 20}
+					p[i].Cluster.Members[2].Lag = patroni.Lag{Bytes: 32 << 20}
 				}
 				return p
 			},
@@ -111,7 +112,7 @@ func TestReconcile(t *testing.T) {
 			name: "members disagree on the leader",
 			probes: func(t *testing.T) []Probe {
 				p := healthy(t)
-				p[2].Cluster = &ClusterStatus{Members: slices.Clone(p[2].Cluster.Members)}
+				p[2].Cluster = &patroni.Cluster{Members: slices.Clone(p[2].Cluster.Members)}
 				p[2].Cluster.Members[1].Role = "replica"
 				p[2].Cluster.Members[2].Role = "leader"
 				return p
@@ -138,15 +139,6 @@ func TestReconcile(t *testing.T) {
 				t.Errorf("notes %q, want %d", v.Notes, tt.notes)
 			}
 		})
-	}
-}
-
-func TestLagJSON(t *testing.T) {
-	for in, want := range map[string]Lag{`0`: {}, `1234`: {Bytes: 1234}, `"unknown"`: {Unknown: true}, `null`: {Unknown: true}, `"56"`: {Bytes: 56}} {
-		var l Lag
-		if err := json.Unmarshal([]byte(in), &l); err != nil || l != want {
-			t.Errorf("%s: %+v, %v; want %+v", in, l, err, want)
-		}
 	}
 }
 
