@@ -355,17 +355,15 @@ func TestEndToEnd(t *testing.T) {
 		appKilled := killApp(t, c)
 		var next string
 		eventually(ctx, t, 90*time.Second, func() error {
-			ms, err := c.Members(ctx)
+			pc, err := c.Patroni(ctx)
 			if err != nil {
 				return err
 			}
-			for _, m := range ms {
-				if m.Role == "leader" && m.State == "running" && m.Name != old {
-					next = m.Name
-					return nil
-				}
+			if l, ok := pc.Leader(); ok && l.Name != old {
+				next = l.Name
+				return nil
 			}
-			return fmt.Errorf("no new leader: %+v", ms)
+			return fmt.Errorf("no new leader: %+v", pc.Members)
 		})
 		t.Logf("%s killed; %s leads after %s", old, next, time.Since(killed).Round(100*time.Millisecond))
 
@@ -397,13 +395,12 @@ func TestEndToEnd(t *testing.T) {
 		}
 		healed := time.Now()
 		eventually(ctx, t, 90*time.Second, func() error {
-			ms, err := c.Members(ctx)
+			pc, err := c.Patroni(ctx)
 			if err != nil {
 				return err
 			}
-			i := slices.IndexFunc(ms, func(m Member) bool { return m.Name == old })
-			if i < 0 || ms[i].State != "streaming" {
-				return fmt.Errorf("%s not streaming: %+v", old, ms)
+			if m, ok := pc.Member(old); !ok || !m.Streaming() {
+				return fmt.Errorf("%s not streaming: %+v", old, pc.Members)
 			}
 			return nil
 		})

@@ -239,11 +239,9 @@ func (c *Cluster) Switchover(ctx context.Context, to string) (string, time.Durat
 		return "", 0, fmt.Errorf("POST /switchover to %s: %s: %s", leader, resp.Status, bytes.TrimSpace(msg))
 	}
 	for {
-		if ms, err := c.Members(ctx); err == nil {
-			for _, m := range ms {
-				if m.Role == "leader" && m.State == "running" && m.Name != leader && (to == "" || m.Name == to) {
-					return m.Name, time.Since(start), nil
-				}
+		if pc, err := c.Patroni(ctx); err == nil {
+			if l, ok := pc.Leader(); ok && l.Name != leader && (to == "" || l.Name == to) {
+				return l.Name, time.Since(start), nil
 			}
 		}
 		select {

@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/pgha/pgha/cluster"
+	"github.com/pgha/pgha/internal/patroni"
 	"github.com/pgha/pgha/render"
 )
 
@@ -256,25 +257,27 @@ func TestNodeState(t *testing.T) {
 }
 
 func TestReplicationReady(t *testing.T) {
-	leader := Member{Name: "pg1", Role: "leader", State: "running"}
-	sync := Member{Name: "pg2", Role: "sync_standby", State: "streaming"}
-	replica := Member{Name: "pg3", Role: "replica", State: "streaming"}
-	starting := Member{Name: "pg3", Role: "replica", State: "starting"}
+	leader := patroni.Member{Name: "pg1", Role: "leader", State: "running"}
+	sync := patroni.Member{Name: "pg2", Role: "sync_standby", State: "streaming"}
+	replica := patroni.Member{Name: "pg3", Role: "replica", State: "streaming"}
+	starting := patroni.Member{Name: "pg3", Role: "replica", State: "starting"}
 	tests := []struct {
 		name    string
-		members []Member
+		members []patroni.Member
 		sync    bool
 		ready   bool
 	}{
-		{"ready", []Member{leader, sync, replica}, true, true},
-		{"ready asynchronous", []Member{leader, replica, {Name: "pg2", Role: "replica", State: "streaming"}}, false, true},
-		{"rejects a replica not streaming", []Member{leader, sync, starting}, true, false},
-		{"rejects no leader", []Member{sync, replica}, true, false},
-		{"rejects no synchronous standby yet", []Member{leader, replica, {Name: "pg2", Role: "replica", State: "streaming"}}, true, false},
+		{"ready", []patroni.Member{leader, sync, replica}, true, true},
+		{"ready asynchronous", []patroni.Member{leader, replica, {Name: "pg2", Role: "replica", State: "streaming"}}, false, true},
+		{"rejects a replica not streaming", []patroni.Member{leader, sync, starting}, true, false},
+		{"rejects no leader", []patroni.Member{sync, replica}, true, false},
+		{"rejects a leader not running", []patroni.Member{{Name: "pg1", Role: "leader", State: "stopped"}, sync, replica}, true, false},
+		{"rejects a synchronous standby not streaming", []patroni.Member{leader, {Name: "pg2", Role: "sync_standby", State: "running"}, replica}, true, false},
+		{"rejects no synchronous standby yet", []patroni.Member{leader, replica, {Name: "pg2", Role: "replica", State: "streaming"}}, true, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := replicationReady(tt.members, 3, tt.sync)
+			err := replicationReady(patroni.Cluster{Members: tt.members}, 3, tt.sync)
 			if (err == nil) != tt.ready {
 				t.Errorf("replicationReady = %v, want ready %v", err, tt.ready)
 			}

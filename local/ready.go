@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/pgha/pgha/cluster"
+	"github.com/pgha/pgha/internal/patroni"
 )
 
 // pollInterval is how often WaitReady and the fault helpers look again.
@@ -21,11 +23,11 @@ const pollInterval = 500 * time.Millisecond
 // port accepted, and every app's GET /readyz answering 200. The error says
 // what is missing.
 func (c *Cluster) Ready(ctx context.Context) error {
-	ms, err := c.Members(ctx)
+	pc, err := c.Patroni(ctx)
 	if err != nil {
 		return err
 	}
-	if err := replicationReady(ms, len(c.plan.ByRole(cluster.RolePostgres)), c.plan.Config.Patroni.SynchronousMode); err != nil {
+	if err := replicationReady(pc, len(c.plan.ByRole(cluster.RolePostgres)), c.plan.Config.Patroni.SynchronousMode); err != nil {
 		return err
 	}
 	for _, addr := range c.HAProxyAddrs() {
@@ -41,30 +43,20 @@ func (c *Cluster) Ready(ctx context.Context) error {
 	return nil
 }
 
-// replicationReady checks Patroni's members: one running leader, want-1
-// streaming replicas and, in synchronous mode, a synchronous standby. Until
-// Patroni has named one, no replica may be promoted: a leader lost before
-// then is not replaced.
-func replicationReady(ms []Member, want int, synchronous bool) error {
-	leader, streaming, sync := "", 0, 0
-	for _, m := range ms {
-		switch {
-		case m.Role == "leader" && m.State == "running":
-			leader = m.Name
-		case m.Role != "leader" && m.State == "streaming":
-			streaming++
-			if m.Role == "sync_standby" {
-				sync++
-			}
-		}
-	}
-	if leader == "" {
+// replicationReady checks Patroni's members: a running leader
+// (patroni.Cluster.Leader), want-1 streaming replicas
+// (patroni.Cluster.StreamingReplicas) and, in synchronous mode, a
+// synchronous standby among them. Until Patroni has named one, no replica
+// may be promoted: a leader lost before then is not replaced.
+func replicationReady(pc patroni.Cluster, want int, synchronous bool) error {
+	if _, ok := pc.Leader(); !ok {
 		return errors.New("no running leader yet")
 	}
-	if streaming != want-1 {
-		return fmt.Errorf("%d of %d replicas streaming", streaming, want-1)
+	streaming := pc.StreamingReplicas()
+	if len(streaming) != want-1 {
+		return fmt.Errorf("%d of %d replicas streaming", len(streaming), want-1)
 	}
-	if synchronous && sync == 0 {
+	if synchronous && !slices.ContainsFunc(streaming, patroni.Member.SyncStandby) {
 		return errors.New("no synchronous standby yet")
 	}
 	return nil

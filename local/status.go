@@ -2,7 +2,6 @@ package local
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/pgha/pgha/cluster"
 	"github.com/pgha/pgha/internal/jsonget"
+	"github.com/pgha/pgha/internal/patroni"
 )
 
 // Node states reported by Status besides Patroni's own member states
@@ -49,7 +49,7 @@ type NodeStatus struct {
 	Region  string `json:"region"`
 	Address string `json:"address"` // the node's IP
 	State   string `json:"state"`   // see the State constants
-	Leader  bool   `json:"leader"`  // holds Patroni's leader lock
+	Leader  bool   `json:"leader"`  // holds Patroni's leader key
 }
 
 // HAProxyStatus is one HAProxy node's endpoints, "ip:port".
@@ -67,30 +67,16 @@ type AppStatus struct {
 	URL    string `json:"url"`
 }
 
-// Member is a PostgreSQL node as Patroni's GET /cluster lists it.
-type Member struct {
-	Name  string          `json:"name"`
-	Role  string          `json:"role"`  // "leader", "replica", "sync_standby", ...
-	State string          `json:"state"` // "running", "streaming", ...
-	Host  string          `json:"host"`
-	Lag   json.RawMessage `json:"lag,omitempty"`
-}
-
-// patroniCluster is the body of GET /cluster.
-type patroniCluster struct {
-	Members []Member `json:"members"`
-}
-
 func patroniURL(ip netip.Addr, path string) string {
 	return "https://" + netip.AddrPortFrom(ip, cluster.PortPatroni).String() + path
 }
 
-// Members returns the PostgreSQL nodes as Patroni sees them, asking each
-// reachable node's REST API in turn.
-func (c *Cluster) Members(ctx context.Context) ([]Member, error) {
+// Patroni returns the cluster as Patroni's GET /cluster describes it,
+// asking each reachable PostgreSQL node's REST API in turn.
+func (c *Cluster) Patroni(ctx context.Context) (patroni.Cluster, error) {
 	httpClient, err := c.HTTPClient(2 * time.Second)
 	if err != nil {
-		return nil, err
+		return patroni.Cluster{}, err
 	}
 	var errs []error
 	for _, n := range c.plan.ByRole(cluster.RolePostgres) {
@@ -100,38 +86,37 @@ func (c *Cluster) Members(ctx context.Context) ([]Member, error) {
 		if _, stopped := nsProcStates(nodeNS(n.Name)); stopped > 0 {
 			continue
 		}
-		var pc patroniCluster
+		var pc patroni.Cluster
 		if err := jsonget.Get(ctx, httpClient, patroniURL(n.IP, "/cluster"), &pc); err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		return pc.Members, nil
+		return pc, nil
 	}
 	if errs == nil {
-		return nil, errors.New("no PostgreSQL node is reachable")
+		return patroni.Cluster{}, errors.New("no PostgreSQL node is reachable")
 	}
-	return nil, fmt.Errorf("no Patroni answered: %w", errors.Join(errs...))
+	return patroni.Cluster{}, fmt.Errorf("no Patroni answered: %w", errors.Join(errs...))
 }
 
-// Leader returns the name of the node holding the leader lock.
+// Members returns the PostgreSQL nodes as Patroni's GET /cluster lists
+// them (see Patroni).
+func (c *Cluster) Members(ctx context.Context) ([]patroni.Member, error) {
+	pc, err := c.Patroni(ctx)
+	return pc.Members, err
+}
+
+// Leader returns the name of the node holding the leader key
+// (patroni.Member.HoldsLeaderKey), running or not.
 func (c *Cluster) Leader(ctx context.Context) (string, error) {
-	ms, err := c.Members(ctx)
+	pc, err := c.Patroni(ctx)
 	if err != nil {
 		return "", err
 	}
-	if l := leaderOf(ms); l != "" {
-		return l, nil
+	if l, ok := pc.LeaderKeyHolder(); ok {
+		return l.Name, nil
 	}
 	return "", errors.New("the cluster has no leader")
-}
-
-func leaderOf(ms []Member) string {
-	for _, m := range ms {
-		if m.Role == "leader" || m.Role == "standby_leader" {
-			return m.Name
-		}
-	}
-	return ""
 }
 
 // cutOff reports whether node n or its region is cut off the network.
@@ -151,18 +136,14 @@ func (c *Cluster) regionCutOff(region string) bool {
 // Status reports every node, the HAProxy endpoints, the app URLs and the
 // health checkers.
 func (c *Cluster) Status(ctx context.Context) (Status, error) {
-	members, _ := c.Members(ctx) // nodes show "unknown" when none answers
-	byName := map[string]Member{}
-	for _, m := range members {
-		byName[m.Name] = m
-	}
+	pc, _ := c.Patroni(ctx) // nodes show "unknown" when none answers
 	st := Status{Nodes: []NodeStatus{}, HAProxy: []HAProxyStatus{}, App: []AppStatus{}}
 	for _, n := range c.plan.Nodes {
 		running, stopped := nsProcStates(nodeNS(n.Name))
-		m, listed := byName[n.Name]
+		m, _ := pc.Member(n.Name)
 		ns := NodeStatus{
 			Name: n.Name, Role: string(n.Role), Region: n.Region, Address: n.IP.String(),
-			Leader: listed && (m.Role == "leader" || m.Role == "standby_leader"),
+			Leader: m.HoldsLeaderKey(),
 		}
 		ns.State = nodeState(nsExists(nodeNS(n.Name)) && c.cutOff(n), running, stopped, n.Role == cluster.RolePostgres, m.State)
 		st.Nodes = append(st.Nodes, ns)
