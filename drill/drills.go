@@ -320,7 +320,7 @@ type Result struct {
 	Rejoined bool
 
 	LeaderBefore, LeaderAfter     string
-	TimelineBefore, TimelineAfter int
+	TimelineBefore, TimelineAfter int64
 	SyncBefore                    string
 
 	AppRequests, AppFailures int

@@ -2,14 +2,12 @@ package drill
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"net/netip"
 	"os"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -18,113 +16,34 @@ import (
 
 	"github.com/pgha/pgha/cluster"
 	"github.com/pgha/pgha/internal/jsonget"
+	"github.com/pgha/pgha/internal/patroni"
 	"github.com/pgha/pgha/local"
 )
 
 // nsPrefix names a node's network namespace: "pgha-<node>" (local/doc.go).
 const nsPrefix = "pgha-"
 
-// Member is a PostgreSQL node as Patroni's GET /cluster lists it.
-type Member struct {
-	Name     string          `json:"name"`
-	Role     string          `json:"role"`  // "leader", "sync_standby", "replica", ...
-	State    string          `json:"state"` // "running", "streaming", ...
-	Host     string          `json:"host"`
-	Timeline int             `json:"timeline"`
-	Lag      json.RawMessage `json:"lag,omitempty"`
-}
-
-// View is the cluster as one Patroni sees it.
+// View is the cluster as one Patroni's GET /cluster describes it; its
+// predicates (Leader, SyncStandby, Member, ...) are patroni.Cluster's.
 type View struct {
-	From    string // the node that answered
-	Members []Member
+	From string // the node that answered
+	patroni.Cluster
 }
 
-// Leader returns the running leader, if any.
-func (v View) Leader() (Member, bool) {
-	for _, m := range v.Members {
-		if m.Role == "leader" && m.State == "running" {
-			return m, true
-		}
-	}
-	return Member{}, false
-}
-
-// Member returns a member by name.
-func (v View) Member(name string) (Member, bool) {
-	i := slices.IndexFunc(v.Members, func(m Member) bool { return m.Name == name })
-	if i < 0 {
-		return Member{}, false
-	}
-	return v.Members[i], true
-}
-
-// syncStandbys counts the synchronous standbys.
-func (v View) syncStandbys() int {
-	n := 0
-	for _, m := range v.Members {
-		if m.Role == "sync_standby" {
-			n++
-		}
-	}
-	return n
-}
-
-// SyncStandby returns the first synchronous standby's name, or "".
-func (v View) SyncStandby() string {
-	for _, m := range v.Members {
-		if m.Role == "sync_standby" {
-			return m.Name
-		}
-	}
-	return ""
-}
-
-// Whole reports nil when the cluster is whole: one running leader, every
-// other PostgreSQL node of the plan streaming on its timeline, and (in
-// synchronous mode) a synchronous standby.
+// Whole reports nil when the cluster is whole for plan p, as
+// patroni.Cluster.Whole has it: every PostgreSQL node of the plan is a
+// member and, in synchronous mode, the plan's number of synchronous
+// standbys is chosen. The error says what is missing.
 func (v View) Whole(p *cluster.Plan) error {
-	var leaders []string
-	for _, m := range v.Members {
-		if m.Role == "leader" || m.Role == "standby_leader" {
-			leaders = append(leaders, m.Name)
-		}
-	}
-	if len(leaders) != 1 {
-		return fmt.Errorf("%d leaders %v", len(leaders), leaders)
-	}
-	leader, ok := v.Leader()
-	if !ok {
-		return fmt.Errorf("leader %s not running", leaders[0])
-	}
-	var missing []string
+	var names []string
 	for _, n := range p.ByRole(cluster.RolePostgres) {
-		if n.Name == leader.Name {
-			continue
-		}
-		m, ok := v.Member(n.Name)
-		switch {
-		case !ok:
-			missing = append(missing, n.Name+" not listed")
-		case m.State != "streaming":
-			missing = append(missing, n.Name+" "+m.State)
-		case m.Timeline != leader.Timeline:
-			missing = append(missing, fmt.Sprintf("%s on timeline %d, leader on %d", n.Name, m.Timeline, leader.Timeline))
-		}
+		names = append(names, n.Name)
 	}
-	// In synchronous mode a commit is safe only once the synchronous
-	// standbys are chosen; until then the leader commits with fewer, and a
-	// replica that is not yet synchronous cannot be promoted (a region that
-	// holds only such a replica cannot take over).
+	sync := 0
 	if p.Config.Patroni.SynchronousMode {
-		if got, want := v.syncStandbys(), p.SynchronousNodeCount(); got < want {
-			missing = append(missing, fmt.Sprintf("%d synchronous standbys of %d", got, want))
-		}
+		sync = p.SynchronousNodeCount()
 	}
-	if missing != nil {
-		return errors.New(strings.Join(missing, ", "))
-	}
-	return nil
+	return v.Cluster.Whole(names, sync)
 }
 
 // patroniClient asks the local cluster's Patroni and etcd endpoints over
@@ -147,14 +66,12 @@ func Observe(ctx context.Context, p *cluster.Plan) (View, error) {
 	var errs []error
 	for _, n := range p.ByRole(cluster.RolePostgres) {
 		url := "https://" + netip.AddrPortFrom(n.IP, cluster.PortPatroni).String() + "/cluster"
-		var body struct {
-			Members []Member `json:"members"`
-		}
-		if err := jsonget.Get(ctx, patroniClient, url, &body); err != nil {
+		var pc patroni.Cluster
+		if err := jsonget.Get(ctx, patroniClient, url, &pc); err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		return View{From: n.Name, Members: body.Members}, nil
+		return View{From: n.Name, Cluster: pc}, nil
 	}
 	return View{}, fmt.Errorf("no Patroni answered: %w", errors.Join(errs...))
 }
@@ -224,16 +141,13 @@ func etcdHealthy(ctx context.Context, p *cluster.Plan) error {
 func patronisOnDCS(ctx context.Context, p *cluster.Plan) error {
 	var errs []error
 	for _, n := range p.ByRole(cluster.RolePostgres) {
-		var st struct {
-			DCSLastSeen int64 `json:"dcs_last_seen"`
-			Failsafe    bool  `json:"failsafe_mode_is_active"`
-		}
+		var st patroni.Status
 		url := "https://" + netip.AddrPortFrom(n.IP, cluster.PortPatroni).String() + "/patroni"
 		if err := jsonget.Get(ctx, patroniClient, url, &st); err != nil {
 			errs = append(errs, fmt.Errorf("patroni %s: %w", n.Name, err))
 			continue
 		}
-		if st.Failsafe {
+		if st.FailsafeModeIsActive {
 			errs = append(errs, fmt.Errorf("patroni %s in failsafe mode", n.Name))
 		}
 		limit := time.Duration(2*p.Config.Patroni.LoopWait+2) * time.Second
