@@ -9,6 +9,7 @@ import (
 
 	"github.com/pgha/pgha/cluster"
 	"github.com/pgha/pgha/internal/jsonget"
+	"github.com/pgha/pgha/internal/patroni"
 )
 
 // applyTimeout bounds a configuration rollout: one PATCH and, per member,
@@ -76,9 +77,7 @@ func waitConfigApplied(ctx context.Context, p *cluster.Plan, superPassword, want
 func configApplied(ctx context.Context, p *cluster.Plan, superPassword, want string) error {
 	for _, n := range p.ByRole(cluster.RolePostgres) {
 		base := fmt.Sprintf("https://%s:%d", n.IP, cluster.PortPatroni)
-		var st struct {
-			PendingRestart bool `json:"pending_restart"`
-		}
+		var st patroni.Status
 		if err := jsonget.Get(ctx, patroniClient, base+"/patroni", &st); err != nil {
 			return err
 		}
