@@ -214,6 +214,7 @@ func (r Report) LogAttrs() []slog.Attr {
 			slog.Bool("confirmed", v.Leader.Confirmed)))
 	}
 	attrs = append(attrs,
+		slog.Any("primaries", v.Primaries),
 		slog.Int("healthyMembers", v.Healthy()),
 		slog.Int("streamingReplicas", v.StreamingReplicas()),
 		slog.Int64("maxLagBytes", v.MaxLagBytes()),

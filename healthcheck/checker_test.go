@@ -131,7 +131,7 @@ func TestWriteEMF(t *testing.T) {
 	r := Report{
 		Start:       time.UnixMilli(1795723000000),
 		Duration:    42 * time.Millisecond,
-		Observation: Observation{View: View{Leader: &Leader{Name: "pg2", State: "running", Confirmed: true, Ready: true}, Members: []MemberState{{Name: "pg2", Answered: true, State: "running"}, {Name: "pg1", Answered: true, State: "streaming", Streaming: true, LagBytes: 4096}}}},
+		Observation: Observation{View: View{Leader: &Leader{Name: "pg2", State: "running", Confirmed: true, Ready: true}, Primaries: []string{"pg2"}, Members: []MemberState{{Name: "pg2", Answered: true, State: "running"}, {Name: "pg1", Answered: true, State: "streaming", Streaming: true, LagBytes: 4096}}}},
 		Decision:    Decision{Ready: true},
 		Restarted:   []string{"i-1"},
 	}
@@ -165,7 +165,7 @@ func TestWriteEMF(t *testing.T) {
 		t.Errorf("metrics %+v", m)
 	}
 	want := map[string]float64{
-		MetricClusterReady: 1, MetricLeaderPresent: 1, MetricHealthyMembers: 2, MetricStreamingReplicas: 1,
+		MetricClusterReady: 1, MetricLeaderPresent: 1, MetricPrimaries: 1, MetricHealthyMembers: 2, MetricStreamingReplicas: 1,
 		MetricMaxLagBytes: 4096, MetricRestartsIssued: 1, MetricUnreachable: 0, MetricCheckDuration: 42,
 	}
 	for _, d := range m.Metrics {

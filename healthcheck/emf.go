@@ -21,6 +21,10 @@ const (
 	MetricRestartsIssued    = "RestartsIssued"
 	MetricUnreachable       = "UnreachableMembers"
 	MetricCheckDuration     = "CheckDurationMs"
+	// MetricPrimaries is the number of members whose own GET /patroni
+	// says they run as the primary (View.Primaries): 1 when healthy, 0
+	// during a failover, more than 1 in a split brain.
+	MetricPrimaries = "Primaries"
 	// MetricLeaderAway is 1 while a running leader is outside the primary
 	// region: every commit then crosses regions.
 	MetricLeaderAway = "LeaderOutsidePrimaryRegion"
@@ -63,6 +67,7 @@ func WriteEMF(w io.Writer, clusterName, region string, r Report) error {
 	}{
 		{MetricClusterReady, "Count", b2f(r.Decision.Ready)},
 		{MetricLeaderPresent, "Count", b2f(v.Leader.Running())},
+		{MetricPrimaries, "Count", float64(len(v.Primaries))},
 		{MetricHealthyMembers, "Count", float64(v.Healthy())},
 		{MetricStreamingReplicas, "Count", float64(v.StreamingReplicas())},
 		{MetricMaxLagBytes, "Bytes", float64(v.MaxLagBytes())},

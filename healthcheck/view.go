@@ -17,6 +17,11 @@ type View struct {
 	Members []MemberState `json:"members"`
 	// Unreachable are the members whose REST API did not answer.
 	Unreachable []string `json:"unreachable,omitempty"`
+	// Primaries are the members whose own GET /patroni says they run as
+	// the primary (patroni.Status.RunsAsPrimary), in plan order: one in a
+	// healthy cluster, none while a failover is under way; more than one
+	// is a split brain, two primaries taking writes.
+	Primaries []string `json:"primaries,omitempty"`
 	// Notes are disagreements between answers worth a look (two members
 	// naming different leaders, two members saying they are primary).
 	Notes []string `json:"notes,omitempty"`
@@ -157,7 +162,6 @@ func Reconcile(probes []Probe) View {
 			byName[cm.Name] = cm
 		}
 	}
-	var primaries []string
 	seen := map[string]bool{}
 	for _, p := range probes {
 		seen[p.Member.Name] = true
@@ -181,7 +185,7 @@ func Reconcile(probes []Probe) View {
 			}
 			ms.Streaming = st.Streaming()
 			if st.RunsAsPrimary() {
-				primaries = append(primaries, p.Member.Name)
+				v.Primaries = append(v.Primaries, p.Member.Name)
 			}
 		} else {
 			v.Unreachable = append(v.Unreachable, p.Member.Name)
@@ -224,11 +228,11 @@ func Reconcile(probes []Probe) View {
 			}
 		}
 	}
-	if len(primaries) > 1 {
-		v.Notes = append(v.Notes, fmt.Sprintf("more than one member says it is primary: %v", primaries))
+	if len(v.Primaries) > 1 {
+		v.Notes = append(v.Notes, fmt.Sprintf("more than one member says it is primary: %v", v.Primaries))
 	}
-	if v.Leader != nil && !slices.Contains(primaries, v.Leader.Name) && len(primaries) == 1 {
-		v.Notes = append(v.Notes, fmt.Sprintf("%s says it is primary but the DCS names %s leader", primaries[0], v.Leader.Name))
+	if v.Leader != nil && !slices.Contains(v.Primaries, v.Leader.Name) && len(v.Primaries) == 1 {
+		v.Notes = append(v.Notes, fmt.Sprintf("%s says it is primary but the DCS names %s leader", v.Primaries[0], v.Leader.Name))
 	}
 	return v
 }

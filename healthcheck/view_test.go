@@ -1,12 +1,17 @@
 package healthcheck
 
 import (
+	"bytes"
+	"context"
+	"encoding/json"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pgha/pgha/internal/patroni"
 )
@@ -184,5 +189,91 @@ func TestClusterReadyCaptured(t *testing.T) {
 				t.Errorf("unreachable %v healthy %d streaming %d, want %v %d %d", v.Unreachable, v.Healthy(), v.StreamingReplicas(), tt.unreach, tt.healthy, tt.streaming)
 			}
 		})
+	}
+}
+
+// TestPrimaries counts the members that say themselves they run as the
+// primary, on the answers captured in each phase, and on the healthy
+// answers with a replica that says it is primary too: a split brain.
+func TestPrimaries(t *testing.T) {
+	captured := func(state string) func(t *testing.T) []Probe {
+		return func(t *testing.T) []Probe {
+			var probes []Probe
+			for _, m := range defaultMembers {
+				if _, err := os.Stat(filepath.Join(fixtures, state, m.Name+"-patroni.json")); err != nil {
+					probes = append(probes, Probe{Member: m, Err: errors.New("connect: connection refused")})
+					continue
+				}
+				probes = append(probes, capturedProbe(t, state, m))
+			}
+			return probes
+		}
+	}
+	tests := []struct {
+		name      string
+		probes    func(t *testing.T) []Probe
+		primaries []string
+		note      string // substring of a note, "" for none
+	}{
+		{"healthy", captured("healthy"), []string{"pg2"}, ""},
+		{"leader killed", captured("local-leader-killed"), nil, ""},
+		{"failover under way", captured("local-failover"), nil, ""},
+		{"recovered", captured("local-recovered"), []string{"pg2"}, ""},
+		{"split brain: a replica says it is primary too", func(t *testing.T) []Probe {
+			p := captured("healthy")(t)
+			p[0].Patroni.Role = patroni.RolePrimary
+			return p
+		}, []string{"pg1", "pg2"}, "more than one member says it is primary: [pg1 pg2]"},
+		{"the only primary is not the DCS leader", func(t *testing.T) []Probe {
+			p := captured("healthy")(t)
+			p[0].Patroni.Role = patroni.RolePrimary
+			p[1].Patroni.Role = patroni.RoleReplica
+			return p
+		}, []string{"pg1"}, "pg1 says it is primary but the DCS names pg2 leader"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			v := Reconcile(tt.probes(t))
+			if !slices.Equal(v.Primaries, tt.primaries) {
+				t.Errorf("primaries %v, want %v", v.Primaries, tt.primaries)
+			}
+			notes := strings.Join(v.Notes, "; ")
+			if (tt.note == "") != (notes == "") || !strings.Contains(notes, tt.note) {
+				t.Errorf("notes %q, want %q", notes, tt.note)
+			}
+		})
+	}
+}
+
+// TestSplitBrainMetric checks the whole check on the healthy answers with
+// pg1 also saying it is primary: the decision still follows the DCS leader
+// pg2 (its writes work), and the Primaries metric, which the split-brain
+// alarm watches, is 2.
+func TestSplitBrainMetric(t *testing.T) {
+	var probes []Probe
+	for _, m := range defaultMembers {
+		probes = append(probes, capturedProbe(t, "healthy", m))
+	}
+	probes[0].Patroni.Role = patroni.RolePrimary
+	o := Observation{View: Reconcile(probes), WriteChecked: true}
+	r := Report{Observation: o, Decision: Decide(o, time.Now(), time.Minute)}
+	if !r.Decision.Ready || !strings.Contains(r.Decision.Reason, "leader pg2 ") {
+		t.Errorf("decision %+v, want ready with leader pg2", r.Decision)
+	}
+	var b bytes.Buffer
+	if err := WriteEMF(&b, "pgha", "eu-west-3", r); err != nil {
+		t.Fatal(err)
+	}
+	var values map[string]any
+	if err := json.Unmarshal(b.Bytes(), &values); err != nil {
+		t.Fatal(err)
+	}
+	if values[MetricPrimaries] != 2.0 || values[MetricLeaderPresent] != 1.0 {
+		t.Errorf("%s = %v, %s = %v; want 2, 1", MetricPrimaries, values[MetricPrimaries], MetricLeaderPresent, values[MetricLeaderPresent])
+	}
+	var line bytes.Buffer
+	r.Log(context.Background(), slog.New(slog.NewJSONHandler(&line, nil)))
+	if !strings.Contains(line.String(), `"primaries":["pg1","pg2"]`) {
+		t.Errorf("log line %s, want the primaries", line.String())
 	}
 }
