@@ -85,6 +85,9 @@ type HealthCheck struct {
 	// LagAlarm fires when a replica lags more than LagAlarmBytes for two
 	// minutes (construct ID "LagAlarm").
 	LagAlarm awscloudwatch.Alarm
+	// SplitBrainAlarm fires as soon as one check sees more than one
+	// member say it runs as the primary (construct ID "SplitBrainAlarm").
+	SplitBrainAlarm awscloudwatch.Alarm
 	// LeaderAwayAlarm fires when the leader has been outside the primary
 	// region for HealthCheck.LeaderAwayMinutes (construct ID
 	// "LeaderAwayAlarm").
@@ -312,6 +315,20 @@ func (h *HealthCheck) addAlarms(cfg cluster.Config, region string) {
 		DatapointsToAlarm:  jsii.Number(2),
 		// A checker that does not run cannot vouch for the leader.
 		TreatMissingData: awscloudwatch.TreatMissingData_BREACHING,
+	})
+	// One datapoint: two primaries may both be taking writes that one of
+	// them will lose when Patroni demotes it. A check that did not run
+	// has not seen one.
+	h.SplitBrainAlarm = awscloudwatch.NewAlarm(h.Construct, jsii.String("SplitBrainAlarm"), &awscloudwatch.AlarmProps{
+		AlarmDescription: jsii.String(fmt.Sprintf("pgha %s: split brain, more than one PostgreSQL node says it runs as the primary (seen from %s); "+
+			"writes to the one Patroni does not name leader will be lost when it is demoted. The health checker's log names them (primaries); "+
+			"check patronictl -c /etc/patroni/pgha list and the etcd cluster", cfg.Name, region)),
+		Metric:             metric(hc.MetricPrimaries, "Maximum"),
+		ComparisonOperator: awscloudwatch.ComparisonOperator_GREATER_THAN_THRESHOLD,
+		Threshold:          jsii.Number(1),
+		EvaluationPeriods:  jsii.Number(1),
+		DatapointsToAlarm:  jsii.Number(1),
+		TreatMissingData:   awscloudwatch.TreatMissingData_NOT_BREACHING,
 	})
 	h.LagAlarm = awscloudwatch.NewAlarm(h.Construct, jsii.String("LagAlarm"), &awscloudwatch.AlarmProps{
 		AlarmDescription:   jsii.String(fmt.Sprintf("pgha %s: a replica lags more than %d bytes (seen from %s) for 2 minutes", cfg.Name, cfg.HealthCheck.LagAlarmBytes, region)),

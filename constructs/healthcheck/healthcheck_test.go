@@ -125,6 +125,24 @@ func TestHealthCheck(t *testing.T) {
 			"Threshold":          16 << 20,
 		})
 	})
+	check("split-brain alarm: more than one primary in one check", func(t *testing.T) {
+		tmpl.HasResourceProperties(jsii.String("AWS::CloudWatch::Alarm"), map[string]any{
+			"MetricName":         hc.MetricPrimaries,
+			"Namespace":          hc.MetricNamespace,
+			"Statistic":          "Maximum",
+			"Period":             60,
+			"ComparisonOperator": "GreaterThanThreshold",
+			"Threshold":          1,
+			"EvaluationPeriods":  1,
+			"DatapointsToAlarm":  1,
+			"TreatMissingData":   "notBreaching",
+			"AlarmDescription":   assertions.Match_StringLikeRegexp(jsii.String("^pgha pgha: split brain, more than one PostgreSQL node says it runs as the primary \\(seen from eu-west-3\\)")),
+			"Dimensions": assertions.Match_ArrayWith(&[]any{
+				map[string]any{"Name": hc.DimCluster, "Value": "pgha"},
+				map[string]any{"Name": hc.DimRegion, "Value": "eu-west-3"},
+			}),
+		})
+	})
 	check("IAM: SendCommand only for AWS-RunShellScript and this cluster's apps", func(t *testing.T) {
 		stmts := statements(t, tmpl)
 		var sends []map[string]any
@@ -250,7 +268,7 @@ func TestHealthCheck(t *testing.T) {
 		}
 	})
 	check("construct IDs", func(t *testing.T) {
-		for _, id := range []string{"Function", "Role", "SecurityGroup", "Schedule", "NoLeaderAlarm", "LagAlarm", "Logs"} {
+		for _, id := range []string{"Function", "Role", "SecurityGroup", "Schedule", "NoLeaderAlarm", "LagAlarm", "SplitBrainAlarm", "Logs"} {
 			if h.Node().TryFindChild(jsii.String(id)) == nil {
 				t.Errorf("no child %q", id)
 			}
