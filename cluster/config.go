@@ -291,6 +291,18 @@ func Default() Config {
 			"max_replication_slots": "10",
 			"wal_keep_size":         "1GB",
 			"hot_standby":           "on",
+			// A standby that stops answering (a region cut off, a host
+			// frozen) keeps its walsender, and so its place among the
+			// synchronous standbys every commit waits for, until this
+			// much silence: the walsender then exits, and Patroni drops
+			// the standby from synchronous_standby_names at its next
+			// loop (loop_wait). PostgreSQL's default, 60 s, stalled every
+			// write for 21-27 s (the member key's expiry came first); 4 s
+			// bounds the stall at about 4 s + loop_wait. The walsender
+			// asks for a reply after half of it, which a live standby
+			// sends at once.
+			// https://www.postgresql.org/docs/17/runtime-config-replication.html#GUC-WAL-SENDER-TIMEOUT
+			"wal_sender_timeout": "4s",
 		}},
 		Patroni: Patroni{
 			TTL:                  20,

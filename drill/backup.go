@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -89,6 +90,10 @@ func restoreToTime(ctx context.Context, r *runner) error {
 		return fmt.Errorf("drop %s: %w", Table, err)
 	}
 	dropped := r.res.FaultAt
+	// A time before every backup is refused before anything is touched.
+	if _, err := r.cluster.Restore(ctx, time.Now().Add(-30*24*time.Hour)); err == nil || !strings.Contains(err.Error(), "the oldest backup ended at") {
+		r.problem("a restore to 30 days ago, before every backup, was not refused as such: %v", err)
+	}
 	r.log.Info("table dropped; restoring", "target", target.UTC().Format(time.RFC3339Nano))
 	rctx, cancel := context.WithTimeout(ctx, restoreTimeout)
 	rep, err := r.cluster.Restore(rctx, target)

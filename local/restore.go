@@ -42,27 +42,37 @@ func (c *Cluster) Restore(ctx context.Context, target time.Time) (RestoreReport,
 	step := func(n cluster.Node, args ...string) error {
 		out, err := c.Exec(ctx, n.Name, append([]string{render.RestoreScript}, args...)...)
 		if err != nil {
-			return fmt.Errorf("%s %v on %s: %w", render.RestoreScript, args, n.Name, err)
+			return err // it names the command, the node and the script's output
 		}
 		c.logf("%s: %s", n.Name, out)
 		return nil
 	}
-	if leader, err := c.Leader(ctx); err == nil {
-		if n, _ := c.plan.Node(leader); step(n, "archive") == nil {
-			r.Archived = true
-		}
+	at := r.Target.Format("2006-01-02 15:04:05.999999-07")
+	// Refused before anything is touched: a time in the future or before
+	// every backup.
+	if err := step(restorer, "check", at); err != nil {
+		return r, err
 	}
-	if !r.Archived {
-		c.logf("no leader archived its WAL first: the restore reaches the last archived WAL at most")
+	if leader, err := c.Leader(ctx); err == nil {
+		n, _ := c.plan.Node(leader)
+		if err := step(n, "archive"); err != nil {
+			return r, fmt.Errorf("the leader could not archive its WAL, so the archive may not reach %s: make archiving work first (the health checker's archive status says why): %w", at, err)
+		}
+		r.Archived = true
+	} else {
+		c.logf("no leader to archive its WAL first: the restore reaches the last archived WAL at most")
 	}
 	start := time.Now()
 	if err := c.onAll(pgs, func(n cluster.Node) error { return step(n, "stop") }); err != nil {
 		return r, err
 	}
-	if err := step(restorer, "begin", r.Target.Format("2006-01-02 15:04:05.999999-07")); err != nil {
+	if err := step(restorer, "begin", at); err != nil {
 		return r, err
 	}
 	c.logf("waiting for %s to restore and lead", restorer.Name)
+	if err := step(restorer, "wait"); err != nil {
+		return r, err
+	}
 	for {
 		if l, err := c.Leader(ctx); err == nil && l == restorer.Name {
 			if err := c.write(ctx, c.HAProxyAddrs()[0]); err == nil {
@@ -71,7 +81,7 @@ func (c *Cluster) Restore(ctx context.Context, target time.Time) (RestoreReport,
 		}
 		select {
 		case <-ctx.Done():
-			return r, fmt.Errorf("%s does not lead after %s: %w (its log: pgha-local exec %s journalctl -u pgha-patroni)", restorer.Name, time.Since(start).Round(time.Second), ctx.Err(), restorer.Name)
+			return r, fmt.Errorf("%s leads but takes no write through HAProxy after %s: %w", restorer.Name, time.Since(start).Round(time.Second), ctx.Err())
 		case <-time.After(time.Second):
 		}
 	}

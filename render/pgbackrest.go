@@ -213,6 +213,10 @@ func Restore(p *cluster.Plan, n cluster.Node) (string, error) {
 		"DataDir":       DataDir,
 		"RestoreConfig": restoreConfig,
 		"Repos":         repoKeys(p),
+		"SocketDir":     SocketDir,
+		"CAFile":        CAFile,
+		"PrimaryURL":    fmt.Sprintf("https://%s:%d/primary", n.IP, cluster.PortPatroni),
+		"LogDir":        LogDir,
 	})
 	if err != nil {
 		return "", fmt.Errorf("render restore for %s: %w", n.Name, err)
