@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/pgha/pgha/cluster"
+	"github.com/pgha/pgha/render"
 )
 
 // Fault is a failure Fault injects, or heals.
@@ -36,14 +37,33 @@ const (
 	// Reboot shuts a node's system down in order (systemd stops every
 	// unit) and boots it again from its disk and data volume.
 	Reboot Fault = "reboot"
-	// Heal undoes any fault on a node or region: links up, SIGCONT, and
-	// a node whose system is down booted again (a crashed host powered
-	// on).
+	// KillPostgres SIGKILLs PostgreSQL's postmaster on a PostgreSQL node
+	// (its backends exit with it); Patroni stays and acts on it.
+	KillPostgres Fault = "kill-postgres"
+	// KillPatroni SIGKILLs Patroni on a PostgreSQL node and keeps systemd
+	// from starting it again until healed (a drop-in for this boot
+	// sets Restart=no): PostgreSQL goes on running with no Patroni to demote it, as
+	// with a Patroni that crashes at every start.
+	KillPatroni Fault = "kill-patroni"
+	// Heal undoes any fault on a node or region: links up, SIGCONT, a
+	// node whose system is down booted again (a crashed host powered on),
+	// and Patroni started again after KillPatroni.
 	Heal Fault = "heal"
 )
 
 // Faults lists every fault.
-var Faults = []Fault{Kill, Stop, Cont, Isolate, Reboot, Heal}
+var Faults = []Fault{Kill, Stop, Cont, Isolate, Reboot, KillPostgres, KillPatroni, Heal}
+
+// Shell commands of the process faults, run in the node.
+const (
+	killPostgresCmd = "kill -KILL \"$(head -n 1 " + render.DataDir + "/postmaster.pid)\""
+	// A drop-in for this boot (/run) keeps systemd from restarting it.
+	killPatroniCmd = "mkdir -p " + patroniFaultDir + " && printf '[Service]\\nRestart=no\\n' >" + patroniFaultDir + "/fault.conf && systemctl daemon-reload && systemctl kill --signal=KILL --kill-whom=main " + render.PatroniUnit
+	// healPatroniCmd starts Patroni again where KillPatroni left it down.
+	healPatroniCmd = "if [ -e " + patroniFaultDir + "/fault.conf ]; then rm " + patroniFaultDir + "/fault.conf && systemctl daemon-reload && systemctl reset-failed " + render.PatroniUnit +
+		" && systemctl start " + render.PatroniUnit + "; fi"
+	patroniFaultDir = "/run/systemd/system/" + render.PatroniUnit + ".d"
+)
 
 // rebootGrace bounds a node's orderly shutdown in Reboot.
 const rebootGrace = 60 * time.Second
@@ -76,6 +96,9 @@ func resolveTarget(p *cluster.Plan, f Fault, name, leader string) (target, error
 		name = leader
 	}
 	if n, ok := p.Node(name); ok {
+		if (f == KillPostgres || f == KillPatroni) && n.Role != cluster.RolePostgres {
+			return target{}, fmt.Errorf("%s applies to a PostgreSQL node, not to %s (%s)", f, n.Name, n.Role)
+		}
 		return target{nodes: []cluster.Node{n}}, nil
 	}
 	if region, ok := strings.CutPrefix(name, "s3."); ok && slices.ContainsFunc(p.DataRegions(), func(r cluster.RegionPlan) bool { return r.Name == region }) {
@@ -142,6 +165,14 @@ func (c *Cluster) Fault(ctx context.Context, f Fault, targetName string) ([]stri
 			return names, err
 		}
 		return names, c.restartDead(n)
+	case KillPostgres, KillPatroni:
+		cmd := killPostgresCmd
+		if f == KillPatroni {
+			cmd = killPatroniCmd
+		}
+		if _, err := c.Exec(ctx, t.nodes[0].Name, "/bin/sh", "-c", cmd); err != nil {
+			return names, err
+		}
 	case Stop:
 		signalNS(nodeNS(t.nodes[0].Name), syscall.SIGSTOP)
 	case Cont:
@@ -167,6 +198,11 @@ func (c *Cluster) Fault(ctx context.Context, f Fault, targetName string) ([]stri
 				return names, err
 			}
 			signalNS(nodeNS(n.Name), syscall.SIGCONT)
+			if _, err := c.nodeInit(n.Name); err == nil && n.Role == cluster.RolePostgres {
+				if _, err := c.Exec(ctx, n.Name, "/bin/sh", "-c", healPatroniCmd); err != nil {
+					return names, err
+				}
+			}
 			if err := c.restartDead(n); err != nil {
 				return names, err
 			}

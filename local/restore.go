@@ -134,12 +134,12 @@ func (c *Cluster) RebuildReplica(ctx context.Context, node string) (string, erro
 		return "", err
 	}
 	since := time.Now().UTC().Format("2006-01-02 15:04:05")
-	script := fmt.Sprintf("systemctl stop %s && rm -rf %s && systemctl start %s", "pgha-patroni.service", render.DataDir, "pgha-patroni.service")
+	script := fmt.Sprintf("systemctl stop %s && rm -rf %s && systemctl start %s", render.PatroniUnit, render.DataDir, render.PatroniUnit)
 	if _, err := c.Exec(ctx, node, "/bin/sh", "-c", script); err != nil {
 		return "", err
 	}
 	for {
-		out, _ := c.Exec(ctx, node, "journalctl", "-u", "pgha-patroni.service", "--since", since, "--no-pager", "-o", "cat")
+		out, _ := c.Exec(ctx, node, "journalctl", "-u", render.PatroniUnit, "--since", since, "--no-pager", "-o", "cat")
 		if _, method, ok := strings.Cut(string(out), "replica has been created using "); ok {
 			method, _, _ = strings.Cut(method, "\n")
 			if ms, err := c.Members(ctx); err == nil {

@@ -207,7 +207,7 @@ func Restore(p *cluster.Plan, n cluster.Node) (string, error) {
 		"Header":        Header,
 		"PgBackRest":    PgBackRest(p.Config),
 		"Timers":        strings.Join(slices.Sorted(maps.Keys(backupTimers(p, n))), " "),
-		"Patroni":       patroniUnit,
+		"Patroni":       PatroniUnit,
 		"PatroniConfig": PatroniConfig,
 		"Scope":         p.Config.Name,
 		"DataDir":       DataDir,

@@ -61,15 +61,15 @@ func execLine(argv []string) string {
 	return strings.Join(out, " ")
 }
 
-// patroniUnit is Patroni's (and so PostgreSQL's) unit.
-const patroniUnit = "pgha-patroni.service"
+// PatroniUnit is Patroni's (and so PostgreSQL's) unit.
+const PatroniUnit = "pgha-patroni.service"
 
 // Services returns the long-running processes of node n.
 func Services(p *cluster.Plan, n cluster.Node) ([]Service, error) {
 	switch n.Role {
 	case cluster.RolePostgres:
 		return []Service{{
-			Unit:        patroniUnit,
+			Unit:        PatroniUnit,
 			Description: "pgha Patroni and PostgreSQL 17 (" + p.Config.Name + "/" + n.Name + ")",
 			User:        "postgres",
 			Command:     []string{"/usr/bin/patroni", PatroniConfig},

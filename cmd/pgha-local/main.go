@@ -3,7 +3,7 @@
 //
 //	sudo go run ./cmd/pgha-local up [--config FILE] [--dir DIR] [--foreground] [--check-every D] [--restart-backoff D]
 //	sudo go run ./cmd/pgha-local status [--json]
-//	sudo go run ./cmd/pgha-local fault kill|stop|cont|isolate|reboot|heal TARGET
+//	sudo go run ./cmd/pgha-local fault kill|stop|cont|isolate|reboot|kill-postgres|kill-patroni|heal TARGET
 //	sudo go run ./cmd/pgha-local exec NODE COMMAND [ARG...]
 //	sudo go run ./cmd/pgha-local apply [--config FILE]
 //	sudo go run ./cmd/pgha-local switchover [--to NODE]
@@ -41,7 +41,9 @@ const usage = `usage: pgha-local COMMAND [flags]
   status [--json]                     nodes, HAProxy endpoints, app URL,
                                       health checkers
   fault KIND TARGET                   KIND: kill, stop, cont, isolate, reboot,
-                                      heal; TARGET: a node, "leader", or
+                                      kill-postgres, kill-patroni (a PostgreSQL
+                                      node's postmaster / Patroni, kept down
+                                      until heal), heal; TARGET: a node, "leader", or
                                       (isolate, heal) a region or s3.REGION,
                                       its S3 endpoint
   memory                              each node's memory (PSS), the AWS side's, the sum
@@ -172,7 +174,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		if len(pos) != 2 {
-			return errors.New("usage: pgha-local fault kill|stop|cont|isolate|reboot|heal TARGET")
+			return errors.New("usage: pgha-local fault kill|stop|cont|isolate|reboot|kill-postgres|kill-patroni|heal TARGET")
 		}
 		c, err := local.Open(*dir)
 		if err != nil {
