@@ -139,12 +139,17 @@ func restoreToTime(ctx context.Context, r *runner) error {
 
 // leaderSeqs are the writer's rows on the leader.
 func leaderSeqs(ctx context.Context, leader, super, database string) (map[int64]bool, error) {
-	conn, err := connectNode(ctx, leader, super, database)
+	return tableSeqs(ctx, leader, super, database, Table)
+}
+
+// tableSeqs are the rows of a writer's table on node.
+func tableSeqs(ctx context.Context, node, super, database, table string) (map[int64]bool, error) {
+	conn, err := connectNode(ctx, node, super, database)
 	if err != nil {
 		return nil, err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	rows, err := conn.Query(ctx, "SELECT seq FROM "+Table)
+	rows, err := conn.Query(ctx, "SELECT seq FROM "+table)
 	if err != nil {
 		return nil, err
 	}

@@ -226,22 +226,7 @@ var Drills = []Drill{
 		Name: "region-isolate", Doc: "cut the primary region, holding the leader, off the network for 45 s (witness topology)",
 		Witness: true,
 		Targets: Targets{RTO: 30 * time.Second},
-		prepare: func(ctx context.Context, c *local.Cluster, before View) error {
-			// A failover of an earlier drill may have left the leader in
-			// another region: move it home first (Patroni picks the
-			// synchronous standby).
-			p := c.Plan()
-			leader, _ := before.Leader()
-			if n, _ := p.Node(leader.Name); n.Region == p.Primary().Name {
-				return nil
-			}
-			sync, _ := p.Node(before.SyncStandby())
-			if sync.Region != p.Primary().Name {
-				return fmt.Errorf("neither the leader %s nor the synchronous standby %s is in the primary region", leader.Name, sync.Name)
-			}
-			_, _, err := c.Switchover(ctx, "")
-			return err
-		},
+		prepare: leaderHome,
 		inject: func(ctx context.Context, r *runner) error {
 			region := r.plan.Primary().Name
 			if n, _ := r.plan.Node(r.leader); n.Region != region {
@@ -256,7 +241,7 @@ var Drills = []Drill{
 	},
 }
 
-func init() { Drills = append(Drills, backupDrills...) }
+func init() { Drills = append(append(Drills, faultDrills...), backupDrills...) }
 
 // Find returns the drills named, in Drills' order.
 func Find(names []string) ([]Drill, error) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"strings"
 	"sync"
@@ -52,6 +53,18 @@ type WriterConfig struct {
 	// Timeout bounds each attempt, connection included, so that a
 	// black-holed leader cannot stall the writer. Default: DefaultTimeout.
 	Timeout time.Duration
+	// Table is the table written. Default: Table.
+	Table string
+	// Dial, when set, opens the connections (from inside a node, say).
+	// Default: from this host.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+}
+
+func (cfg WriterConfig) table() string {
+	if cfg.Table == "" {
+		return Table
+	}
+	return cfg.Table
 }
 
 // Writer inserts sequential rows into Table, one attempt per interval, and
@@ -89,11 +102,11 @@ func prepareOnce(ctx context.Context, cfg WriterConfig) error {
 		return err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	_, err = conn.Exec(ctx, `CREATE TABLE IF NOT EXISTS `+Table+` (
+	_, err = conn.Exec(ctx, `CREATE TABLE IF NOT EXISTS `+cfg.table()+` (
 	seq bigint PRIMARY KEY,
 	at timestamptz NOT NULL DEFAULT now()
 );
-TRUNCATE `+Table)
+TRUNCATE `+cfg.table())
 	return err
 }
 
@@ -147,7 +160,7 @@ func (w *Writer) loop(ctx context.Context) {
 		}
 		if err == nil {
 			notices.take()
-			_, err = conn.Exec(actx, `INSERT INTO `+Table+` (seq) VALUES ($1)`, pgx.QueryExecModeSimpleProtocol, seq)
+			_, err = conn.Exec(actx, `INSERT INTO `+w.cfg.table()+` (seq) VALUES ($1)`, pgx.QueryExecModeSimpleProtocol, seq)
 			a.Warning = notices.take()
 		}
 		cancel()
@@ -210,6 +223,9 @@ func connectAny(ctx context.Context, cfg WriterConfig, notices *noticeBox) (*pgx
 			if err != nil {
 				results <- result{err: err}
 				return
+			}
+			if cfg.Dial != nil {
+				pc.DialFunc = cfg.Dial
 			}
 			if notices != nil {
 				pc.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) { notices.add(n) }

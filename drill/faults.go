@@ -1,0 +1,171 @@
+package drill
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/pgha/pgha/cluster"
+	"github.com/pgha/pgha/local"
+)
+
+// stallTarget is the most a silent synchronous standby may stall writes:
+// wal_sender_timeout (4 s) ends its walsender, and Patroni drops it from
+// synchronous_standby_names at its next loop (loop_wait, 2 s).
+const stallTarget = 8 * time.Second
+
+// directTable is what patroni-kill's second writer fills, straight on the
+// old leader's PostgreSQL.
+const directTable = "pgha_drill_direct"
+
+// faultDrills are the faults of a standby, of one daemon, and of a region
+// that does not hold the leader.
+var faultDrills = []Drill{
+	{
+		Name: "secondary-cut", Doc: "cut a data region without the leader (its synchronous standby, etcd member and HAProxy) off the network for 40 s: the leader drops the silent standby after wal_sender_timeout, so writes stall for seconds, not until its member key expires",
+		Targets: Targets{Window: stallTarget},
+		prepare: leaderHome,
+		inject: func(ctx context.Context, r *runner) error {
+			n, _ := r.plan.Node(r.leader)
+			region := ""
+			for _, dr := range r.plan.DataRegions() {
+				if dr.Name != n.Region {
+					region = dr.Name
+					break
+				}
+			}
+			if region == "" {
+				return errors.New("one data region: no region without the leader")
+			}
+			if err := r.fault(ctx, local.Isolate, region); err != nil {
+				return err
+			}
+			sleep(ctx, holdIsolate)
+			return r.heal(ctx, local.Heal, region)
+		},
+	},
+	{
+		Name: "standby-freeze", Doc: "SIGSTOP the synchronous standby's host for 40 s (its TCP connections stay open, nothing answers): writes stall for seconds, then go on without it",
+		Targets: Targets{Window: stallTarget},
+		inject: func(ctx context.Context, r *runner) error {
+			target := r.before.SyncStandby()
+			if target == "" {
+				return errors.New("no synchronous standby to freeze")
+			}
+			r.subject = target
+			if err := r.fault(ctx, local.Stop, target); err != nil {
+				return err
+			}
+			sleep(ctx, holdFreeze)
+			return r.heal(ctx, local.Heal, target)
+		},
+	},
+	{
+		Name: "postgres-kill", Doc: "SIGKILL PostgreSQL's postmaster on the leader, Patroni alive: Patroni starts it again (crash recovery) and keeps the leader lock",
+		Targets: Targets{RTO: rdsRTO},
+		inject: func(ctx context.Context, r *runner) error {
+			if err := r.fault(ctx, local.KillPostgres, r.leader); err != nil {
+				return err
+			}
+			r.waitRecovered(ctx, true)
+			r.healAt = time.Now() // Patroni heals it
+			return nil
+		},
+	},
+	{
+		Name: "patroni-kill", Doc: "SIGKILL Patroni on the leader and keep it down 40 s while its PostgreSQL runs on, a second client writing to that PostgreSQL directly: a new leader takes over after the leader key's ttl, and the old PostgreSQL acknowledges no write the new leader lacks",
+		Targets: Targets{RTO: rdsRTO},
+		inject:  patroniKill,
+	},
+}
+
+// leaderHome moves the leader back to the primary region (Patroni picks
+// the synchronous standby there) when a failover of an earlier drill left
+// it elsewhere.
+func leaderHome(ctx context.Context, c *local.Cluster, before View) error {
+	p := c.Plan()
+	leader, _ := before.Leader()
+	if n, _ := p.Node(leader.Name); n.Region == p.Primary().Name {
+		return nil
+	}
+	sync, _ := p.Node(before.SyncStandby())
+	if sync.Region != p.Primary().Name {
+		return fmt.Errorf("neither the leader %s nor the synchronous standby %s is in the primary region", leader.Name, sync.Name)
+	}
+	_, _, err := c.Switchover(ctx, "")
+	return err
+}
+
+func patroniKill(ctx context.Context, r *runner) error {
+	old, _ := r.plan.Node(r.leader)
+	// The app's role may log in from the cluster's VPCs: write from the
+	// old leader's region's HAProxy node, straight to its PostgreSQL.
+	via := r.plan.Select(old.Region, cluster.RoleHAProxy)
+	if len(via) == 0 {
+		return fmt.Errorf("no HAProxy node in %s to write from", old.Region)
+	}
+	password, err := r.cluster.Secret(cluster.SecretApp)
+	if err != nil {
+		return err
+	}
+	super, err := r.cluster.Secret(cluster.SecretSuperuser)
+	if err != nil {
+		return err
+	}
+	cfg := WriterConfig{
+		Addrs: []string{netip.AddrPortFrom(old.IP, cluster.PortPostgres).String()},
+		User:  cluster.AppUser, Password: password, Database: r.plan.Config.App.Database,
+		CAFile: r.cluster.CAFile(), Table: directTable,
+		Dial: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			return local.DialInNode(ctx, via[0].Name, network, addr)
+		},
+	}
+	pctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	err = Prepare(pctx, cfg)
+	cancel()
+	if err != nil {
+		return err
+	}
+	direct := StartWriter(ctx, cfg)
+	sleep(ctx, time.Second)
+	if err := r.fault(ctx, local.KillPatroni, r.leader); err != nil {
+		direct.Stop()
+		return err
+	}
+	sleep(ctx, holdIsolate)
+	attempts := direct.Stop()
+	if err := r.heal(ctx, local.Heal, r.leader); err != nil {
+		return err
+	}
+	r.afterCheck = func(ctx context.Context, _ []Attempt, leader string) error {
+		have, err := tableSeqs(ctx, leader, super, r.plan.Config.App.Database, directTable)
+		if err != nil {
+			return err
+		}
+		var acked, after, lost int
+		var last time.Duration
+		for _, a := range attempts {
+			if !a.Acked() {
+				continue
+			}
+			acked++
+			if a.End.After(r.res.FaultAt) {
+				after++
+				last = a.End.Sub(r.res.FaultAt)
+			}
+			if !have[a.Seq] {
+				lost++
+			}
+		}
+		r.figure("direct writes to %s's PostgreSQL: %d acknowledged, %d after Patroni was killed (the last %s after), %d of them not on the new leader %s",
+			old.Name, acked, after, fmtDur(last), lost, leader)
+		if lost > 0 {
+			r.problem("%s's PostgreSQL acknowledged %d direct writes the new leader %s does not have", old.Name, lost, leader)
+		}
+		return nil
+	}
+	return nil
+}
