@@ -202,6 +202,18 @@ type Patroni struct {
 	// and lets Patroni promote only that standby: no acknowledged write is
 	// lost on failover. Default: true.
 	SynchronousMode bool `json:"synchronousMode"`
+	// QuorumCommit makes synchronous mode quorum-based (Patroni 4's
+	// synchronous_mode: quorum): each commit waits for any
+	// SynchronousNodeCount of the standbys (synchronous_standby_names
+	// "ANY n (...)"), and Patroni promotes a standby only when enough
+	// of them answer to prove it holds every acknowledged write. With
+	// synchronousNodeCount 1, a commit waits for the nearest standby
+	// and a silent one costs no stall, but a region that loses the
+	// primary region cannot take over by itself (the standby it
+	// would promote may lack writes the other one acknowledged); the
+	// README's trade-offs give the measured figures. Needs
+	// synchronousMode. Default: false.
+	QuorumCommit bool `json:"quorumCommit"`
 	// SynchronousNodeCount is how many standbys confirm each commit
 	// (Patroni's synchronous_node_count); 0 means every replica. Patroni
 	// promotes only a synchronous standby, so a region can take over from
@@ -297,12 +309,13 @@ func Default() Config {
 			// much silence: the walsender then exits, and Patroni drops
 			// the standby from synchronous_standby_names at its next
 			// loop (loop_wait). PostgreSQL's default, 60 s, stalled every
-			// write for 21-27 s (the member key's expiry came first); 4 s
-			// bounds the stall at about 4 s + loop_wait. The walsender
-			// asks for a reply after half of it, which a live standby
-			// sends at once.
+			// write for 21-27 s (the member key's expiry came first); 3 s
+			// bounds the stall at about 3 s + loop_wait, plus an etcd
+			// election when the silent region held etcd's leader (4 s
+			// stalled up to 7.9 s). The walsender asks for a reply after
+			// half of it, which a live standby sends at once.
 			// https://www.postgresql.org/docs/17/runtime-config-replication.html#GUC-WAL-SENDER-TIMEOUT
-			"wal_sender_timeout": "4s",
+			"wal_sender_timeout": "3s",
 		}},
 		Patroni: Patroni{
 			TTL:                  20,

@@ -118,6 +118,8 @@ func TestParseRejects(t *testing.T) {
 			[]string{"pgha.patroni.synchronousNodeCount", `"3"`, "the 2 replicas"}},
 		{"strict without sync", `{"patroni": {"synchronousMode": false, "synchronousModeStrict": true}}`,
 			[]string{"pgha.patroni.synchronousModeStrict"}},
+		{"quorum without sync", `{"patroni": {"synchronousMode": false, "quorumCommit": true}}`,
+			[]string{"pgha.patroni.quorumCommit", "needs patroni.synchronousMode true"}},
 		{"etcd election too short", `{"etcd": {"heartbeatIntervalMs": 200, "electionTimeoutMs": 500}}`,
 			[]string{"pgha.etcd.electionTimeoutMs", `"500"`, "1000"}},
 		{"bad instance type", `{"instances": {"postgres": "large"}}`,

@@ -328,6 +328,9 @@ func (p Patroni) validate(v *validator) {
 	if p.SynchronousModeStrict && !p.SynchronousMode {
 		v.addf("patroni.synchronousModeStrict", "true", "needs patroni.synchronousMode true")
 	}
+	if p.QuorumCommit && !p.SynchronousMode {
+		v.addf("patroni.quorumCommit", "true", "needs patroni.synchronousMode true")
+	}
 	if p.MaximumLagOnFailover < 0 {
 		v.addf("patroni.maximumLagOnFailover", fmt.Sprint(p.MaximumLagOnFailover), "must not be negative")
 	}

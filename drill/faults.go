@@ -13,8 +13,9 @@ import (
 )
 
 // stallTarget is the most a silent synchronous standby may stall writes:
-// wal_sender_timeout (4 s) ends its walsender, and Patroni drops it from
-// synchronous_standby_names at its next loop (loop_wait, 2 s).
+// wal_sender_timeout (3 s) ends its walsender, and Patroni drops it from
+// synchronous_standby_names at its next loop (loop_wait, 2 s), writing
+// etcd (which may be electing a leader when the standby's region went).
 const stallTarget = 8 * time.Second
 
 // directTable is what patroni-kill's second writer fills, straight on the
@@ -74,6 +75,27 @@ var faultDrills = []Drill{
 			r.healAt = time.Now() // Patroni heals it
 			return nil
 		},
+	},
+	{
+		Name: "haproxy-kill", Doc: "SIGKILL the host of the HAProxy the app and the writer use first (the primary region's) for 20 s, with the app under load: both go on through the other region's HAProxy",
+		Targets: Targets{RTO: 5 * time.Second},
+		inject: func(ctx context.Context, r *runner) error {
+			first := r.plan.HAProxyOrder(r.plan.Primary().Name)
+			if len(first) < 2 {
+				return errors.New("one HAProxy node: nothing to fall over to")
+			}
+			return r.underAppLoad(ctx, func() error {
+				if err := r.fault(ctx, local.Kill, first[0].Name); err != nil {
+					return err
+				}
+				sleep(ctx, holdNode)
+				return r.heal(ctx, local.Heal, first[0].Name)
+			})
+		},
+	},
+	{
+		Name: "standbys-then-leader", Doc: "SIGKILL every standby (the leader goes on alone), 10 s later the leader too; the standbys come back first and must not take over (they lack what the leader acknowledged alone), then the leader: nothing acknowledged is lost; RTO from the leader's kill to its return",
+		inject: standbysThenLeader,
 	},
 	{
 		Name: "patroni-kill", Doc: "SIGKILL Patroni on the leader and keep it down 40 s while its PostgreSQL runs on, a second client writing to that PostgreSQL directly: a new leader takes over after the leader key's ttl, and the old PostgreSQL acknowledges no write the new leader lacks",
@@ -168,4 +190,40 @@ func patroniKill(ctx context.Context, r *runner) error {
 		return nil
 	}
 	return nil
+}
+
+func standbysThenLeader(ctx context.Context, r *runner) error {
+	var standbys []string
+	for _, n := range r.plan.ByRole(cluster.RolePostgres) {
+		if n.Name != r.leader {
+			standbys = append(standbys, n.Name)
+		}
+	}
+	if err := r.fault(ctx, local.Kill, standbys...); err != nil {
+		return err
+	}
+	r.waitRecovered(ctx, false)
+	sleep(ctx, 10*time.Second)
+	alone := Analyze(r.writer.Attempts(), r.res.FaultAt)
+	r.figure("standbys killed: writes stalled %s (%d failed), then the leader went on alone", fmtDur(alone.Window), alone.Failed)
+	if err := r.fault(ctx, local.Kill, r.leader); err != nil {
+		return err
+	}
+	sleep(ctx, 5*time.Second)
+	if err := r.heal(ctx, local.Heal, standbys...); err != nil {
+		return err
+	}
+	// Long enough to boot, and for a member that could take over to do so.
+	deadline := time.Now().Add(45 * time.Second)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		if v, err := Observe(ctx, r.plan); err == nil {
+			// The dead leader's key lasts its ttl: another name is a takeover.
+			if l, ok := v.Leader(); ok && l.Name != r.leader {
+				r.problem("%s took over while the leader %s, which acknowledged writes alone, was down", l.Name, r.leader)
+				break
+			}
+		}
+		sleep(ctx, 2*time.Second)
+	}
+	return r.heal(ctx, local.Heal, r.leader)
 }

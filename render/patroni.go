@@ -74,11 +74,13 @@ type patroniBootstrap struct {
 // healthcheck.ConfigStep): changing it never touches a node's user data.
 // https://patroni.readthedocs.io/en/latest/dynamic_configuration.html
 type DynamicConfig struct {
-	TTL                   int                     `json:"ttl"`
-	LoopWait              int                     `json:"loop_wait"`
-	RetryTimeout          int                     `json:"retry_timeout"`
-	MaximumLagOnFailover  int64                   `json:"maximum_lag_on_failover"`
-	SynchronousMode       bool                    `json:"synchronous_mode"`
+	TTL                  int   `json:"ttl"`
+	LoopWait             int   `json:"loop_wait"`
+	RetryTimeout         int   `json:"retry_timeout"`
+	MaximumLagOnFailover int64 `json:"maximum_lag_on_failover"`
+	// SynchronousMode is true, false or "quorum" (Patroni 4's quorum
+	// commit).
+	SynchronousMode       any                     `json:"synchronous_mode"`
 	SynchronousModeStrict bool                    `json:"synchronous_mode_strict"`
 	SynchronousNodeCount  int                     `json:"synchronous_node_count"`
 	FailsafeMode          bool                    `json:"failsafe_mode"`
@@ -107,7 +109,7 @@ func Dynamic(p *cluster.Plan) DynamicConfig {
 		LoopWait:              c.Patroni.LoopWait,
 		RetryTimeout:          c.Patroni.RetryTimeout,
 		MaximumLagOnFailover:  c.Patroni.MaximumLagOnFailover,
-		SynchronousMode:       c.Patroni.SynchronousMode,
+		SynchronousMode:       synchronousMode(c.Patroni),
 		SynchronousModeStrict: c.Patroni.SynchronousModeStrict,
 		// Every replica by default, so that a region which loses its
 		// primary region still holds a synchronous standby Patroni may
@@ -127,6 +129,16 @@ func Dynamic(p *cluster.Plan) DynamicConfig {
 			PgHba:      pgHba(p),
 		},
 	}
+}
+
+// synchronousMode is Patroni's synchronous_mode: "quorum" for quorum
+// commit, else on or off.
+// https://patroni.readthedocs.io/en/latest/replication_modes.html#quorum-commit-mode
+func synchronousMode(p cluster.Patroni) any {
+	if p.SynchronousMode && p.QuorumCommit {
+		return "quorum"
+	}
+	return p.SynchronousMode
 }
 
 // parameters are the cluster's PostgreSQL settings: the user's (over

@@ -47,6 +47,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	runs := fs.Int("runs", 5, "runs of each fault")
 	faults := fs.String("faults", strings.Join(drill.Names(), ","), "comma-separated faults to inject")
 	dir := fs.String("dir", ".pgha-drill", "directory of the local cluster the drills use")
+	quorum := fs.Int("quorum", 0, "run on quorum commit (patroni.quorumCommit) with this synchronousNodeCount: commits wait for any N standbys; 0 keeps the configuration's synchronous mode")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -88,6 +89,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		name := "default topology"
 		if witness {
 			cfg, name = drill.WitnessConfig(), "witness topology"
+		}
+		if *quorum > 0 {
+			cfg.Patroni.QuorumCommit, cfg.Patroni.SynchronousNodeCount = true, *quorum
+			name += fmt.Sprintf(", quorum commit of %d", *quorum)
 		}
 		t := &topology{name: name, cfg: cfg, dir: *dir, log: log, stderr: stderr}
 		for _, d := range group {

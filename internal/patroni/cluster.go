@@ -20,7 +20,7 @@ const (
 	// RoleSyncStandby is a synchronous standby (synchronous_mode on).
 	RoleSyncStandby = "sync_standby"
 	// RoleQuorumStandby is a standby of quorum commit
-	// (synchronous_mode: quorum), which pgha does not use.
+	// (synchronous_mode: quorum, patroni.quorumCommit).
 	RoleQuorumStandby = "quorum_standby"
 	// RoleReplica is any other replica.
 	RoleReplica = "replica"
@@ -84,9 +84,10 @@ func (m Member) LeaderRunning() bool {
 // the cluster).
 func (m Member) Streaming() bool { return m.State == StateStreaming }
 
-// SyncStandby reports whether the member's role is "sync_standby",
-// whatever its state.
-func (m Member) SyncStandby() bool { return m.Role == RoleSyncStandby }
+// SyncStandby reports whether the member's role is "sync_standby" or, in
+// quorum commit, "quorum_standby" (one of the standbys a commit may wait
+// for), whatever its state.
+func (m Member) SyncStandby() bool { return m.Role == RoleSyncStandby || m.Role == RoleQuorumStandby }
 
 // Member returns the member named name.
 func (c Cluster) Member(name string) (Member, bool) {
@@ -117,8 +118,8 @@ func (c Cluster) Leader() (Member, bool) {
 	return c.first(Member.LeaderRunning)
 }
 
-// SyncStandbys are the members whose role is "sync_standby"
-// (Member.SyncStandby), whatever their state.
+// SyncStandbys are the members whose role is "sync_standby" or
+// "quorum_standby" (Member.SyncStandby), whatever their state.
 func (c Cluster) SyncStandbys() []Member {
 	return c.filter(Member.SyncStandby)
 }
