@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -200,6 +201,23 @@ func primaryBucketCut(ctx context.Context, r *runner) error {
 	before, err := r.cluster.NewestArchived(ctx, other)
 	if err != nil {
 		return err
+	}
+	// The archive under the writer's load before the cut, sampled for
+	// longer than archive_timeout: its lag (WAL waiting) and the age of its
+	// newest WAL.
+	var lags, ages []time.Duration
+	sampleEnd := time.Now().Add(time.Duration(r.plan.Config.Backup.ArchiveTimeoutSeconds+10) * time.Second)
+	for time.Now().Before(sampleEnd) && ctx.Err() == nil {
+		if st, err := archive.ArchiveStatus(ctx); err == nil {
+			lags, ages = append(lags, st.Lag), append(ages, st.Age)
+		}
+		sleep(ctx, time.Second)
+	}
+	if len(lags) > 0 {
+		slices.Sort(lags)
+		slices.Sort(ages)
+		r.figure("before the cut, under the writer's load (%d samples): archive lag p50 %s, max %s; newest archived WAL's age p50 %s, max %s",
+			len(lags), fmtDur(lags[len(lags)/2]), fmtDur(lags[len(lags)-1]), fmtDur(ages[len(ages)/2]), fmtDur(ages[len(ages)-1]))
 	}
 	if err := r.fault(ctx, local.Isolate, local.S3Target(primary)); err != nil {
 		return err

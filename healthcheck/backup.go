@@ -20,6 +20,10 @@ type ArchiveStatus struct {
 	// archive_timeout old), else the time since a segment was last
 	// archived (or since PostgreSQL started, when none was).
 	Lag time.Duration `json:"lag"`
+	// Age is the time since a segment was last archived (or since
+	// PostgreSQL started, when none was): how old the archive's newest WAL
+	// is, at most about archive_timeout while archiving works.
+	Age time.Duration `json:"age"`
 	// Failing is true when the last attempt to archive failed (a
 	// repository unreachable: pgBackRest fails the segment until every
 	// repository has it).
@@ -40,11 +44,12 @@ const ArchiveQuery = `SELECT pg_walfile_name(pg_current_wal_lsn()), coalesce(las
 
 // NewArchiveStatus makes an ArchiveStatus from ArchiveQuery's row.
 func NewArchiveStatus(current, lastArchived string, sinceArchived float64, failing bool) ArchiveStatus {
-	s := ArchiveStatus{Current: current, LastArchived: lastArchived, Failing: failing}
+	s := ArchiveStatus{Current: current, LastArchived: lastArchived, Failing: failing,
+		Age: time.Duration(sinceArchived * float64(time.Second))}
 	cur, ok1 := segmentNumber(current)
 	last, ok2 := segmentNumber(lastArchived)
 	if !ok1 || !ok2 || cur-last > 1 {
-		s.Lag = time.Duration(sinceArchived * float64(time.Second))
+		s.Lag = s.Age
 	}
 	return s
 }

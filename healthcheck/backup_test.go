@@ -57,8 +57,13 @@ func TestArchiveStatus(t *testing.T) {
 		{"last archived a history file", "000000020000000000000009", "00000002.history", 45, 45 * time.Second},
 		{"nothing archived yet", "000000010000000000000003", "", 120, 120 * time.Second},
 	} {
-		if got := NewArchiveStatus(c.current, c.last, c.since, false).Lag; got != c.want {
-			t.Errorf("%s: lag = %v, want %v", c.name, got, c.want)
+		st := NewArchiveStatus(c.current, c.last, c.since, false)
+		if st.Lag != c.want {
+			t.Errorf("%s: lag = %v, want %v", c.name, st.Lag, c.want)
+		}
+		// The newest WAL's age is the time since the last archive, caught up or not.
+		if want := time.Duration(c.since * float64(time.Second)); st.Age != want {
+			t.Errorf("%s: age = %v, want %v", c.name, st.Age, want)
 		}
 	}
 }
