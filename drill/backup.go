@@ -47,6 +47,9 @@ var backupDrills = []Drill{
 	{
 		Name: "primary-bucket-cut", Doc: "cut the primary region's S3 off for 100 s under writes: writes go on, the archive reports failing (the alarm's input) and catches up once S3 is back; the other region's newest WAL is reported",
 		Targets: Targets{NoInterruption: true},
+		// The archive works before the cut: a new cluster's archiving
+		// fails until its first backup creates the stanza.
+		prepare: waitForBackups,
 		inject:  primaryBucketCut,
 	},
 }
