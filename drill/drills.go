@@ -122,22 +122,14 @@ var Drills = []Drill{
 		Name: "leader-freeze", Doc: "SIGSTOP the leader's host for 40 s, then SIGCONT",
 		Targets: Targets{RTO: rdsRTO},
 		inject: func(ctx context.Context, r *runner) error {
-			if err := r.fault(ctx, local.Stop, r.leader); err != nil {
-				return err
-			}
-			sleep(ctx, holdFreeze)
-			return r.heal(ctx, local.Cont, r.leader)
+			return r.hold(ctx, local.Stop, holdFreeze, local.Cont, r.leader)
 		},
 	},
 	{
 		Name: "leader-isolate", Doc: "cut the leader's host off the network for 40 s",
 		Targets: Targets{RTO: 26 * time.Second},
 		inject: func(ctx context.Context, r *runner) error {
-			if err := r.fault(ctx, local.Isolate, r.leader); err != nil {
-				return err
-			}
-			sleep(ctx, holdIsolate)
-			return r.heal(ctx, local.Heal, r.leader)
+			return r.hold(ctx, local.Isolate, holdIsolate, local.Heal, r.leader)
 		},
 	},
 	{
@@ -206,11 +198,7 @@ var Drills = []Drill{
 			if err != nil {
 				return err
 			}
-			if err := r.fault(ctx, local.Kill, members[0]); err != nil {
-				return err
-			}
-			sleep(ctx, holdNode)
-			return r.heal(ctx, local.Heal, members[0])
+			return r.hold(ctx, local.Kill, holdNode, local.Heal, members[0])
 		},
 	},
 	{
@@ -225,11 +213,7 @@ var Drills = []Drill{
 				return fmt.Errorf("need 2 etcd members to kill, have %d", len(members))
 			}
 			kill := members[:len(members)/2+1]
-			if err := r.fault(ctx, local.Kill, kill...); err != nil {
-				return err
-			}
-			sleep(ctx, holdQuorum)
-			return r.heal(ctx, local.Heal, kill...)
+			return r.hold(ctx, local.Kill, holdQuorum, local.Heal, kill...)
 		},
 	},
 	{
@@ -242,11 +226,7 @@ var Drills = []Drill{
 			if n, _ := r.plan.Node(r.leader); n.Region != region {
 				return fmt.Errorf("leader %s is outside the primary region %s", r.leader, region)
 			}
-			if err := r.fault(ctx, local.Isolate, region); err != nil {
-				return err
-			}
-			sleep(ctx, holdRegion)
-			return r.heal(ctx, local.Heal, region)
+			return r.hold(ctx, local.Isolate, holdRegion, local.Heal, region)
 		},
 	},
 }
@@ -434,6 +414,16 @@ func (r *runner) fault(ctx context.Context, f local.Fault, targets ...string) er
 		r.log.Info("fault", "kind", f, "target", t, "nodes", nodes)
 	}
 	return nil
+}
+
+// hold injects f into each target, holds it for d, then heals it with
+// heal.
+func (r *runner) hold(ctx context.Context, f local.Fault, d time.Duration, heal local.Fault, targets ...string) error {
+	if err := r.fault(ctx, f, targets...); err != nil {
+		return err
+	}
+	sleep(ctx, d)
+	return r.heal(ctx, heal, targets...)
 }
 
 // heal undoes the fault on each target.

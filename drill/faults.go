@@ -41,11 +41,7 @@ var faultDrills = []Drill{
 			if region == "" {
 				return errors.New("one data region: no region without the leader")
 			}
-			if err := r.fault(ctx, local.Isolate, region); err != nil {
-				return err
-			}
-			sleep(ctx, holdIsolate)
-			return r.heal(ctx, local.Heal, region)
+			return r.hold(ctx, local.Isolate, holdIsolate, local.Heal, region)
 		},
 	},
 	{
@@ -57,11 +53,7 @@ var faultDrills = []Drill{
 				return errors.New("no synchronous standby to freeze")
 			}
 			r.subject = target
-			if err := r.fault(ctx, local.Stop, target); err != nil {
-				return err
-			}
-			sleep(ctx, holdFreeze)
-			return r.heal(ctx, local.Heal, target)
+			return r.hold(ctx, local.Stop, holdFreeze, local.Heal, target)
 		},
 	},
 	{
@@ -85,11 +77,7 @@ var faultDrills = []Drill{
 				return errors.New("one HAProxy node: nothing to fall over to")
 			}
 			return r.underAppLoad(ctx, func() error {
-				if err := r.fault(ctx, local.Kill, first[0].Name); err != nil {
-					return err
-				}
-				sleep(ctx, holdNode)
-				return r.heal(ctx, local.Heal, first[0].Name)
+				return r.hold(ctx, local.Kill, holdNode, local.Heal, first[0].Name)
 			})
 		},
 	},

@@ -41,9 +41,9 @@ const (
 	// (its backends exit with it); Patroni stays and acts on it.
 	KillPostgres Fault = "kill-postgres"
 	// KillPatroni SIGKILLs Patroni on a PostgreSQL node and keeps systemd
-	// from starting it again until healed (a drop-in for this boot
-	// sets Restart=no): PostgreSQL goes on running with no Patroni to demote it, as
-	// with a Patroni that crashes at every start.
+	// from starting it again until healed (a drop-in for this boot sets
+	// Restart=no): PostgreSQL goes on running with no Patroni to demote
+	// it, as with a Patroni that crashes at every start.
 	KillPatroni Fault = "kill-patroni"
 	// Heal undoes any fault on a node or region: links up, SIGCONT, a
 	// node whose system is down booted again (a crashed host powered on),
