@@ -73,12 +73,8 @@ func (c *Cluster) Restore(ctx context.Context, target time.Time) (RestoreReport,
 	if err := step(restorer, "wait"); err != nil {
 		return r, err
 	}
-	for {
-		if l, err := c.Leader(ctx); err == nil && l == restorer.Name {
-			if err := c.write(ctx, c.HAProxyAddrs()[0]); err == nil {
-				break
-			}
-		}
+	// It leads: wait until HAProxy routes writes to it.
+	for c.write(ctx, c.HAProxyAddrs()[0]) != nil {
 		select {
 		case <-ctx.Done():
 			return r, fmt.Errorf("%s leads but takes no write through HAProxy after %s: %w", restorer.Name, time.Since(start).Round(time.Second), ctx.Err())
