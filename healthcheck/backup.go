@@ -7,18 +7,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strconv"
 	"strings"
 	"time"
 )
 
 // ArchiveStatus is how far the WAL archive is behind the leader, read
-// from pg_stat_archiver on the leader.
+// from pg_stat_archiver and the archiver's status directory on the leader.
 type ArchiveStatus struct {
-	// Lag is how long WAL has been waiting to be archived: 0 when every
-	// finished segment is archived (the one being written is at most
-	// archive_timeout old), else the time since a segment was last
-	// archived (or since PostgreSQL started, when none was).
+	// Lag is how long WAL has been waiting to be archived: the age of the
+	// oldest finished segment (or backup history file) the archiver has
+	// not yet taken, 0 when it has taken every one. The segment being
+	// written is not waiting: archive_timeout bounds its age.
 	Lag time.Duration `json:"lag"`
 	// Age is the time since a segment was last archived (or since
 	// PostgreSQL started, when none was): how old the archive's newest WAL
@@ -29,48 +28,39 @@ type ArchiveStatus struct {
 	// repository has it).
 	Failing bool `json:"failing"`
 	// Current and LastArchived are the WAL file being written and the
-	// newest archived.
+	// newest file archived (a segment, a backup history or a timeline
+	// history file).
 	Current      string `json:"current"`
 	LastArchived string `json:"lastArchived,omitempty"`
 }
 
-// ArchiveQuery reads what ArchiveStatus needs, with no privilege but
-// CONNECT: pg_stat_archiver, pg_current_wal_lsn and pg_walfile_name are
-// PUBLIC. Times are seconds before now(), on the server's clock.
+// ArchiveQuery reads what ArchiveStatus needs. Times are seconds before
+// now(), on the server's clock. pg_stat_archiver, pg_current_wal_lsn and
+// pg_walfile_name are PUBLIC; pg_ls_archive_statusdir, whose .ready files
+// are the ones waiting, is granted to the health checker's role alone
+// (render/templates/post-bootstrap.sh), not the whole of pg_monitor.
+//
+// The lag is not worked out from the file names: the newest archived file
+// is often a backup history file named after its backup's first segment
+// (000000010000000000000007.00000028.backup), archived after the later
+// segment the backup ended in, so its name says nothing about what is
+// still waiting.
 const ArchiveQuery = `SELECT pg_walfile_name(pg_current_wal_lsn()), coalesce(last_archived_wal, ''),
 	extract(epoch FROM now() - coalesce(last_archived_time, pg_postmaster_start_time()))::float8,
-	coalesce(last_failed_time > coalesce(last_archived_time, '-infinity'), false)
+	coalesce(last_failed_time > coalesce(last_archived_time, '-infinity'), false),
+	coalesce((SELECT extract(epoch FROM now() - min(modification))::float8
+		FROM pg_ls_archive_statusdir() WHERE name LIKE '%.ready'), 0)
 	FROM pg_stat_archiver`
 
-// NewArchiveStatus makes an ArchiveStatus from ArchiveQuery's row.
-func NewArchiveStatus(current, lastArchived string, sinceArchived float64, failing bool) ArchiveStatus {
-	s := ArchiveStatus{Current: current, LastArchived: lastArchived, Failing: failing,
-		Age: time.Duration(sinceArchived * float64(time.Second))}
-	cur, ok1 := segmentNumber(current)
-	last, ok2 := segmentNumber(lastArchived)
-	if !ok1 || !ok2 || cur-last > 1 {
-		s.Lag = s.Age
-	}
-	return s
+// NewArchiveStatus makes an ArchiveStatus from ArchiveQuery's row: the
+// seconds since the last archive and the age of the oldest waiting file
+// (0 when none waits).
+func NewArchiveStatus(current, lastArchived string, sinceArchived, oldestWaiting float64, failing bool) ArchiveStatus {
+	return ArchiveStatus{Current: current, LastArchived: lastArchived, Failing: failing,
+		Age: seconds(sinceArchived), Lag: seconds(max(oldestWaiting, 0))}
 }
 
-// segmentNumber is the position of a WAL segment file (its log and segment
-// numbers, the timeline left out: a promotion switches timelines, not
-// positions), or false for a name that is not a segment's (a .history or
-// .partial file, or none).
-func segmentNumber(name string) (uint64, bool) {
-	if len(name) != 24 {
-		return 0, false
-	}
-	log, err1 := strconv.ParseUint(name[8:16], 16, 32)
-	seg, err2 := strconv.ParseUint(name[16:24], 16, 32)
-	if err1 != nil || err2 != nil {
-		return 0, false
-	}
-	// 16 MB segments: 0x100 to a log file (PostgreSQL's default, which
-	// pgha keeps).
-	return log<<8 | seg, true
-}
+func seconds(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
 
 // ArchiveChecker reads the archive's status on the leader.
 type ArchiveChecker interface {

@@ -1,9 +1,15 @@
 package healthcheck
 
 import (
+	"context"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pgha/pgha/internal/pgtest"
 )
 
 // A backup.info as pgBackRest 2.55 writes it (two backups, the second
@@ -43,27 +49,87 @@ func TestNewestInBackupInfo(t *testing.T) {
 	}
 }
 
-func TestArchiveStatus(t *testing.T) {
-	for _, c := range []struct {
-		name, current, last string
-		since               float64
-		want                time.Duration
-	}{
-		{"caught up", "000000010000000000000007", "000000010000000000000006", 300, 0},
-		{"the segment before the current one is missing", "000000010000000000000008", "000000010000000000000006", 300, 300 * time.Second},
-		{"across a log file", "000000010000000100000000", "0000000100000000000000FF", 90, 0},
-		{"behind across a log file", "000000010000000100000001", "0000000100000000000000FF", 90, 90 * time.Second},
-		{"new timeline, caught up", "000000020000000000000009", "000000010000000000000008", 45, 0},
-		{"last archived a history file", "000000020000000000000009", "00000002.history", 45, 45 * time.Second},
-		{"nothing archived yet", "000000010000000000000003", "", 120, 120 * time.Second},
-	} {
-		st := NewArchiveStatus(c.current, c.last, c.since, false)
-		if st.Lag != c.want {
-			t.Errorf("%s: lag = %v, want %v", c.name, st.Lag, c.want)
+// TestArchiveQuery runs ArchiveQuery as a role granted what
+// post-bootstrap.sh grants the health checker's, on a real PostgreSQL
+// whose archive fails, then works.
+func TestArchiveQuery(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	db := pgtest.New(t)
+	super, err := pgx.Connect(ctx, db.DSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	exec := func(sql string) {
+		t.Helper()
+		if _, err := super.Exec(ctx, sql); err != nil {
+			t.Fatalf("%s: %v", sql, err)
 		}
-		// The newest WAL's age is the time since the last archive, caught up or not.
-		if want := time.Duration(c.since * float64(time.Second)); st.Age != want {
-			t.Errorf("%s: age = %v, want %v", c.name, st.Age, want)
+	}
+	exec(`ALTER SYSTEM SET archive_mode = on`)
+	exec(`ALTER SYSTEM SET archive_command = 'false'`)
+	exec(`CREATE ROLE checker LOGIN PASSWORD 'checker'`)
+	exec(`GRANT EXECUTE ON FUNCTION pg_ls_archive_statusdir() TO checker`)
+	super.Close(ctx)
+	if err := db.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if super, err = pgx.Connect(ctx, db.DSN()); err != nil {
+		t.Fatal(err)
+	}
+	defer super.Close(ctx)
+	u, err := url.Parse(db.DSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User = url.UserPassword("checker", "checker")
+	checker, err := pgx.Connect(ctx, u.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer checker.Close(ctx)
+	status := func() ArchiveStatus {
+		t.Helper()
+		var current, last string
+		var since, waiting float64
+		var failing bool
+		if err := checker.QueryRow(ctx, ArchiveQuery).Scan(&current, &last, &since, &failing, &waiting); err != nil {
+			t.Fatal(err)
 		}
+		return NewArchiveStatus(current, last, since, waiting, failing)
+	}
+	// within polls status until ok holds, for up to 20 s.
+	within := func(what string, ok func(ArchiveStatus) bool) ArchiveStatus {
+		t.Helper()
+		var st ArchiveStatus
+		for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+			if st = status(); ok(st) {
+				return st
+			}
+		}
+		t.Fatalf("%s: not within 20 s: %+v", what, st)
+		return st
+	}
+
+	if st := status(); st.Lag != 0 || st.Failing {
+		t.Errorf("nothing finished yet: %+v, want no lag", st)
+	}
+	// A finished segment the archive refuses waits, and its wait grows.
+	exec(`CREATE TABLE t AS SELECT 1 AS v`)
+	exec(`SELECT pg_switch_wal()`)
+	first := within("a failing archive", func(st ArchiveStatus) bool { return st.Failing && st.Lag > 0 })
+	time.Sleep(1200 * time.Millisecond)
+	if st := status(); st.Lag < first.Lag+time.Second || !st.Failing {
+		t.Errorf("1.2 s later the lag is %v (was %v), failing %v: want it grown by the wait", st.Lag, first.Lag, st.Failing)
+	}
+	// The archive works again: nothing waits, whatever the newest file.
+	exec(`ALTER SYSTEM SET archive_command = 'true'`)
+	exec(`SELECT pg_reload_conf()`)
+	st := within("the archive caught up", func(st ArchiveStatus) bool { return st.Lag == 0 && !st.Failing })
+	if st.LastArchived == "" || st.Age > 30*time.Second {
+		t.Errorf("caught up, yet the newest archived is %q, %v old", st.LastArchived, st.Age)
 	}
 }

@@ -127,12 +127,12 @@ func (w *PGWriteChecker) archive(ctx context.Context, addr, password string) (Ar
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 	var current, last string
-	var since float64
+	var since, waiting float64
 	var failing bool
-	if err := conn.QueryRow(ctx, ArchiveQuery).Scan(&current, &last, &since, &failing); err != nil {
+	if err := conn.QueryRow(ctx, ArchiveQuery).Scan(&current, &last, &since, &failing, &waiting); err != nil {
 		return ArchiveStatus{}, fmt.Errorf("query %s: %w", addr, err)
 	}
-	return NewArchiveStatus(current, last, since, failing), nil
+	return NewArchiveStatus(current, last, since, waiting, failing), nil
 }
 
 func (w *PGWriteChecker) timeout() time.Duration {

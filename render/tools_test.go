@@ -378,15 +378,16 @@ func TestPostBootstrapCreatesRoles(t *testing.T) {
 	db := p.Config.App.Database
 	query := fmt.Sprintf(`SELECT r.rolname, r.rolcanlogin, r.rolsuper, r.rolpassword LIKE 'SCRAM-SHA-256$%%',
 		has_database_privilege(r.rolname, 'postgres', 'CONNECT'), has_database_privilege(r.rolname, '%s', 'CONNECT'),
-		(SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = '%s')
+		(SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = '%s'),
+		has_function_privilege(r.rolname, 'pg_ls_archive_statusdir()', 'EXECUTE')
 		FROM pg_authid r WHERE r.rolname IN ('app', 'pgha_health') ORDER BY 1`, db, db)
 	out, err := asPostgres(nil, bin+"/psql", "--no-psqlrc", "-tA", conn, "-c", query)
 	if err != nil {
 		t.Fatalf("psql: %v\n%s", err, out)
 	}
-	want := "app|t|f|t|t|t|app\npgha_health|t|f|t|t|f|app\n"
+	want := "app|t|f|t|t|t|app|f\npgha_health|t|f|t|t|f|app|t\n"
 	if out != want {
-		t.Errorf("roles (name|login|super|scram|connect postgres|connect %s|owner of %s):\n%s\nwant:\n%s", db, db, out, want)
+		t.Errorf("roles (name|login|super|scram|connect postgres|connect %s|owner of %s|reads the archive status):\n%s\nwant:\n%s", db, db, out, want)
 	}
 	appDB := fmt.Sprintf("host=%s user=postgres dbname=%s", inRoot, db)
 	out, err = asPostgres(nil, bin+"/psql", "--no-psqlrc", "-tA", appDB, "-c",

@@ -32,12 +32,15 @@ ALTER ROLE {{.AppUser}} WITH LOGIN PASSWORD :'app_password';
 SELECT 'CREATE DATABASE {{.Database}} OWNER {{.AppUser}}' WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = '{{.Database}}') \gexec
 REVOKE CONNECT, TEMPORARY ON DATABASE {{.Database}} FROM PUBLIC;
 
--- The health checker only runs SELECT pg_is_in_recovery() in postgres.
+-- The health checker runs SELECT pg_is_in_recovery() and reads the
+-- archive's status (healthcheck.ArchiveQuery) in postgres.
 SELECT 'CREATE ROLE {{.HealthUser}}' WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{{.HealthUser}}') \gexec
 ALTER ROLE {{.HealthUser}} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION PASSWORD :'health_password';
 GRANT CONNECT ON DATABASE postgres TO {{.HealthUser}};
 -- The slots of reserved_connections: clients cannot lock the checker out.
 GRANT pg_use_reserved_connections TO {{.HealthUser}};
+-- The WAL waiting to be archived: this one function of pg_monitor's.
+GRANT EXECUTE ON FUNCTION pg_ls_archive_statusdir() TO {{.HealthUser}};
 
 -- The app keeps its table in a schema named after its role, the first
 -- entry of the default search_path (see app/README.md, Grants).
