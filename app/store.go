@@ -27,11 +27,15 @@ CREATE TABLE IF NOT EXISTS users (
 	date_of_birth date NOT NULL
 );`
 
-// Retry timing. A Patroni switchover leaves writes failing for 3-4 s, so the
-// budget covers it; a request gives up with ErrUnavailable after about
-// retryBudget plus one attempt, well within 10 s.
+// Retry timing. A Patroni switchover leaves writes failing for 5-6 s (the
+// switchover drill, on the local cluster: the old leader archives its last
+// WAL segment into both repositories before it stops, and the new one asks
+// the archive for timeline history as it promotes), so the budget covers
+// it with room; a request gives up with ErrUnavailable after about
+// retryBudget plus one attempt, within the 15 s that SIGTERM gives
+// in-flight requests.
 const (
-	retryBudget    = 5 * time.Second
+	retryBudget    = 10 * time.Second
 	attemptTimeout = 2 * time.Second // one query on an acquired connection
 	firstBackoff   = 50 * time.Millisecond
 	maxBackoff     = 800 * time.Millisecond

@@ -168,9 +168,12 @@ func Backup(p *cluster.Plan, n cluster.Node) (string, error) {
 
 // backupTimers are the timers of BackupScript, by unit name: full and
 // differential backups on the schedules of cluster.Backup, and "first"
-// every two minutes, which takes a full backup into every repository
-// that has none (a new cluster is protected minutes after it starts; a
-// repository emptied or replaced gets one again). Persistent: a run
+// every 30 s, which takes a full backup into every repository that has
+// none (a new cluster is protected within a minute of having a leader; a
+// repository emptied or replaced gets one again). It also creates the
+// stanza, without which the leader's archiving fails: until then, every
+// shutdown of the leader (a switchover) waits on archive-push retries.
+// Its runs cost a GET of each repository's backup.info on one node. Persistent: a run
 // missed while the node was off happens when it is back.
 func backupTimers(p *cluster.Plan, n cluster.Node) map[string]string {
 	timer := func(what, when string) string {
@@ -183,7 +186,7 @@ func backupTimers(p *cluster.Plan, n cluster.Node) map[string]string {
 	if diff, ok := cluster.OnCalendar(p.Config.Backup.DiffSchedule); ok {
 		out["pgha-backup-diff.timer"] = timer("differential backups", "Unit=pgha-backup@diff.service\nOnCalendar="+diff+"\nPersistent=true")
 	}
-	out["pgha-backup-first.timer"] = timer("a first full backup into an empty repository", "Unit=pgha-backup@first.service\nOnBootSec=1min\nOnUnitInactiveSec=2min")
+	out["pgha-backup-first.timer"] = timer("a first full backup into an empty repository", "Unit=pgha-backup@first.service\nOnBootSec=30s\nOnUnitInactiveSec=30s")
 	return out
 }
 

@@ -48,6 +48,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	faults := fs.String("faults", strings.Join(drill.Names(), ","), "comma-separated faults to inject")
 	dir := fs.String("dir", ".pgha-drill", "directory of the local cluster the drills use")
 	quorum := fs.Int("quorum", 0, "run on quorum commit (patroni.quorumCommit) with this synchronousNodeCount: commits wait for any N standbys; 0 keeps the configuration's synchronous mode")
+	keep := fs.Bool("keep", false, "leave the last cluster up afterwards, to read its nodes' journals (pgha-local exec --dir DIR NODE journalctl ...); pgha-local down --dir DIR removes it")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -74,6 +75,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		errs    = map[string]int{}
 		ready   []string
 		missed  bool
+		kept    *topology
 	)
 	for _, witness := range []bool{false, true} {
 		var group []drill.Drill
@@ -84,6 +86,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		if len(group) == 0 {
 			continue
+		}
+		if kept != nil { // only the last topology's cluster stays up
+			kept.down()
+			kept = nil
 		}
 		cfg := cluster.Default()
 		name := "default topology"
@@ -121,10 +127,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 				}
 			}
 		}
-		t.down()
+		if *keep && t.c != nil {
+			kept = t
+		} else {
+			t.down()
+		}
 		ready = append(ready, t.readyTimes()...)
 	}
 
+	if kept != nil {
+		log.Info("the cluster is left up (-keep)", "dir", kept.dir)
+	}
 	sums := drill.Summarize(ds, results, errs)
 	fmt.Fprintf(stdout, "\n%d run(s) of each fault, %s\n\n", *runs, time.Now().Format(time.DateTime))
 	drill.WriteTable(stdout, sums)

@@ -10,8 +10,8 @@
 # the leader for pg_backup_start/stop through the leader's TLS server.
 #
 # "first" takes a full backup into each repository that has none and
-# does nothing otherwise: it runs every two minutes, so that a new cluster
-# is protected minutes after it starts. It creates the stanza first, which
+# does nothing otherwise: it runs every 30 s, so that a new cluster is
+# protected within a minute of having a leader. It creates the stanza first, which
 # the leader's WAL archiving waits for (WAL stays in pg_wal until then).
 #
 # A repository that fails does not stop the others; the script then fails,
