@@ -49,6 +49,46 @@ type etcdTLS struct {
 	ClientCertAuth bool   `yaml:"client-cert-auth"`
 }
 
+// EtcdUnit is etcd's unit on an etcd node (see Services).
+const EtcdUnit = "pgha-etcd.service"
+
+// EtcdRejoinScript replaces an etcd member whose data is lost (EtcdRejoin).
+const EtcdRejoinScript = "/usr/local/sbin/pgha-etcd-rejoin"
+
+var etcdRejoinTmpl = parse("templates/etcd-rejoin.sh")
+
+// EtcdRejoin renders EtcdRejoinScript for etcd node n: it talks to the
+// plan's other members, with n's own certificate.
+func EtcdRejoin(p *cluster.Plan, n cluster.Node) (string, error) {
+	var others []string
+	for _, e := range p.ByRole(cluster.RoleEtcd) {
+		if e.Name != n.Name {
+			others = append(others, fmt.Sprintf("https://%s:%d", e.IP, cluster.PortEtcdClient))
+		}
+	}
+	var buf bytes.Buffer
+	err := etcdRejoinTmpl.Execute(&buf, map[string]any{
+		"Header":   Header,
+		"Script":   EtcdRejoinScript,
+		"Name":     n.Name,
+		"PeerURL":  fmt.Sprintf("https://%s:%d", n.IP, cluster.PortEtcdPeer),
+		"LocalURL": fmt.Sprintf("https://127.0.0.1:%d", cluster.PortEtcdClient),
+		"Others":   strings.Join(others, ","),
+		// A quorum of the whole cluster, which the others must make up.
+		"Quorum":   (len(others)+1)/2 + 1,
+		"DataDir":  EtcdDataDir,
+		"Config":   EtcdConfig,
+		"Unit":     EtcdUnit,
+		"CAFile":   CAFile,
+		"CertFile": CertFile,
+		"KeyFile":  KeyFile,
+	})
+	if err != nil {
+		return "", fmt.Errorf("render etcd rejoin for %s: %w", n.Name, err)
+	}
+	return buf.String(), nil
+}
+
 // EtcdYAML renders etcd's configuration (EtcdConfig) for etcd node n.
 func EtcdYAML(p *cluster.Plan, n cluster.Node) ([]byte, error) {
 	if n.Role != cluster.RoleEtcd {
@@ -69,8 +109,10 @@ func EtcdYAML(p *cluster.Plan, n cluster.Node) ([]byte, error) {
 		InitialAdvertisePeerURLs: peer,
 		AdvertiseClientURLs:      client,
 		// Static bootstrap: every member knows the others from the plan.
-		// Replacing a member later needs `etcdctl member add` and state
-		// "existing" (not automated).
+		// A member whose data is lost cannot come back this way (with
+		// "new" it would take its old ID with an empty log): EtcdRejoin
+		// replaces it, through `etcdctl member remove` and `member add`,
+		// and sets the state to "existing" in this file.
 		InitialCluster:      strings.Join(members, ","),
 		InitialClusterState: "new",
 		// The token keeps members of another cluster from joining this one.

@@ -155,6 +155,11 @@ func Files(p *cluster.Plan, n cluster.Node) ([]File, error) {
 			return nil, err
 		}
 		add(EtcdConfig, 0o644, "root", string(y))
+		rejoin, err := EtcdRejoin(p, n)
+		if err != nil {
+			return nil, err
+		}
+		add(EtcdRejoinScript, 0o755, "root", rejoin)
 	case cluster.RoleHAProxy:
 		c, err := HAProxyCfg(p)
 		if err != nil {

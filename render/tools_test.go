@@ -138,7 +138,7 @@ func TestShellcheck(t *testing.T) {
 			}
 		}
 	})
-	for _, want := range []string{"post-bootstrap", "ecr-login", "backup", "tls-refresh", "app-run"} {
+	for _, want := range []string{"post-bootstrap", "ecr-login", "backup", "tls-refresh", "app-run", "pgha-etcd-rejoin"} {
 		found := false
 		for name := range scripts {
 			found = found || strings.HasSuffix(name, "-"+want)
