@@ -237,7 +237,7 @@ var Drills = []Drill{
 	},
 }
 
-func init() { Drills = append(append(Drills, faultDrills...), backupDrills...) }
+func init() { Drills = append(append(append(Drills, faultDrills...), backupDrills...), etcdDrills...) }
 
 // Find returns the drills named, in Drills' order.
 func Find(names []string) ([]Drill, error) {

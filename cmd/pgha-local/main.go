@@ -7,6 +7,7 @@
 //	sudo go run ./cmd/pgha-local exec NODE COMMAND [ARG...]
 //	sudo go run ./cmd/pgha-local apply [--config FILE]
 //	sudo go run ./cmd/pgha-local switchover [--to NODE]
+//	sudo go run ./cmd/pgha-local etcd-replace NODE
 //	sudo go run ./cmd/pgha-local down
 //	sudo go run ./cmd/pgha-local rootfs
 //
@@ -53,6 +54,10 @@ const usage = `usage: pgha-local COMMAND [flags]
                                       (postgres.parameters, patroni.*): the health
                                       checker applies them, one node at a time
   switchover [--to NODE]              planned leader change through Patroni
+  etcd-replace NODE                   lose an etcd member's data (etcd stopped,
+                                      its data directory emptied), then replace
+                                      the member with the node's own
+                                      pgha-etcd-rejoin, as on EC2
   rotate-certs                        issue every node certificate again (new
                                       keys) and install it on each node in turn
   restore --to TIME                   bring the whole cluster back to TIME (UTC)
@@ -217,6 +222,27 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		fmt.Fprintf(stdout, "%s leads, after %s\n", leader, took.Round(10*time.Millisecond))
+		return nil
+	case "etcd-replace":
+		pos, err := parseInterspersed(fs, args)
+		if err != nil {
+			return err
+		}
+		if len(pos) != 1 {
+			return errors.New("usage: pgha-local etcd-replace NODE")
+		}
+		c, err := local.Open(*dir)
+		if err != nil {
+			return err
+		}
+		c.SetLog(stderr)
+		start := time.Now()
+		out, err := c.ReplaceEtcdMember(ctx, pos[0])
+		if err != nil {
+			return err // it holds the script's output
+		}
+		fmt.Fprintln(stdout, out)
+		fmt.Fprintf(stdout, "%s replaced in %s\n", pos[0], time.Since(start).Round(100*time.Millisecond))
 		return nil
 	case "rotate-certs":
 		c, err := open()
