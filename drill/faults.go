@@ -8,6 +8,8 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
+
 	"github.com/pgha/pgha/cluster"
 	"github.com/pgha/pgha/local"
 )
@@ -86,10 +88,74 @@ var faultDrills = []Drill{
 		inject: standbysThenLeader,
 	},
 	{
+		Name: "leader-volume-full", Doc: "take every free byte of the leader's data volume (its data and pg_wal share it) for 40 s, then free it (on EC2: the EBS volume grown): what the writer sees, what the health checker said meanwhile, no acknowledged write lost",
+		// Writes fail from the first that needs a new page until the
+		// heal; PostgreSQL stops only when it needs a new WAL segment
+		// file (PANIC), and then Patroni fails over.
+		Targets: Targets{RTO: holdFull + 20*time.Second},
+		prepare: leaderHome,
+		inject:  leaderVolumeFull,
+	},
+	{
 		Name: "patroni-kill", Doc: "SIGKILL Patroni on the leader and keep it down 40 s while its PostgreSQL runs on, a second client writing to that PostgreSQL directly: a new leader takes over after the leader key's ttl, and the old PostgreSQL acknowledges no write the new leader lacks",
 		Targets: Targets{RTO: rdsRTO},
 		inject:  patroniKill,
 	},
+}
+
+// holdFull is how long leader-volume-full keeps the volume full.
+const holdFull = 40 * time.Second
+
+// leaderVolumeFull fills the leader's data volume, holds, reads what the
+// health checkers said meanwhile, and frees it.
+func leaderVolumeFull(ctx context.Context, r *runner) error {
+	if err := r.fault(ctx, local.FillVolume, r.leader); err != nil {
+		return err
+	}
+	sleep(ctx, holdFull)
+	var ready, checks int
+	for _, app := range r.plan.ByRole(cluster.RoleApp) {
+		runs, err := r.cluster.CheckerRuns(app.Region)
+		if err != nil {
+			return err
+		}
+		for _, run := range runs {
+			if run.Time.After(r.res.FaultAt.Add(5 * time.Second)) {
+				checks++
+				if run.Ready {
+					ready++
+				}
+			}
+		}
+	}
+	if err := r.heal(ctx, local.Heal, r.leader); err != nil {
+		return err
+	}
+	r.waitRecovered(ctx, true)
+	errs := map[string]int{}
+	for _, a := range r.writer.Attempts() {
+		if a.Err != nil && a.Start.After(r.res.FaultAt) {
+			errs[clientSees(a.Err)]++
+		}
+	}
+	if len(errs) == 0 {
+		r.problem("no write failed while the leader's volume was full")
+	}
+	for msg, n := range errs {
+		r.figure("%d× %q", n, msg)
+	}
+	r.figure("the health checker said ready in %d of its %d checks from 5 s into the fault to the heal", ready, checks)
+	return nil
+}
+
+// clientSees is what a client makes of err: PostgreSQL's error and its
+// SQLSTATE, or a connection that failed or broke.
+func clientSees(err error) string {
+	var pg *pgconn.PgError
+	if errors.As(err, &pg) {
+		return fmt.Sprintf("%s: %s (%s)", pg.Severity, pg.Message, pg.Code)
+	}
+	return "no connection, or it broke"
 }
 
 // leaderHome moves the leader back to the primary region (Patroni picks

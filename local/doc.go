@@ -33,8 +33,9 @@
 // shared, read-only node image (EnsureRootFS: debootstrap, the AMI's
 // packages and every role's, installed with the boot's own apt-get flags).
 // The overlay's upper directory is the node's disk, a PostgreSQL node's
-// data volume a directory mounted at render.DataMount; both outlive a
-// crash or a reboot of the node, until Down.
+// data volume a tmpfs of VolumeSize mounted at render.DataMount (it can
+// fill up: FillVolume); both outlive a crash or a reboot of the node,
+// until Down.
 //
 // Before the first boot, the local cluster writes into the node's disk
 // what EC2 gives an instance: cloud-init's NoCloud seed with the node's

@@ -7,12 +7,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/pgha/pgha/cluster"
 	"github.com/pgha/pgha/render"
@@ -45,14 +50,19 @@ const (
 	// Restart=no): PostgreSQL goes on running with no Patroni to demote
 	// it, as with a Patroni that crashes at every start.
 	KillPatroni Fault = "kill-patroni"
+	// FillVolume fills a PostgreSQL node's data volume (PostgreSQL's
+	// data and its WAL, in pg_wal, share it): one file takes every free
+	// byte, as a runaway table or WAL kept for a lost replica would.
+	FillVolume Fault = "fill-volume"
 	// Heal undoes any fault on a node or region: links up, SIGCONT, a
 	// node whose system is down booted again (a crashed host powered on),
-	// and Patroni started again after KillPatroni.
+	// Patroni started again after KillPatroni, and the space FillVolume
+	// took freed (on EC2: the EBS volume grown, the file system resized).
 	Heal Fault = "heal"
 )
 
 // Faults lists every fault.
-var Faults = []Fault{Kill, Stop, Cont, Isolate, Reboot, KillPostgres, KillPatroni, Heal}
+var Faults = []Fault{Kill, Stop, Cont, Isolate, Reboot, KillPostgres, KillPatroni, FillVolume, Heal}
 
 // Shell commands of the process faults, run in the node.
 const (
@@ -96,7 +106,7 @@ func resolveTarget(p *cluster.Plan, f Fault, name, leader string) (target, error
 		name = leader
 	}
 	if n, ok := p.Node(name); ok {
-		if (f == KillPostgres || f == KillPatroni) && n.Role != cluster.RolePostgres {
+		if (f == KillPostgres || f == KillPatroni || f == FillVolume) && n.Role != cluster.RolePostgres {
 			return target{}, fmt.Errorf("%s applies to a PostgreSQL node, not to %s (%s)", f, n.Name, n.Role)
 		}
 		return target{nodes: []cluster.Node{n}}, nil
@@ -173,6 +183,8 @@ func (c *Cluster) Fault(ctx context.Context, f Fault, targetName string) ([]stri
 		if _, err := c.Exec(ctx, t.nodes[0].Name, "/bin/sh", "-c", cmd); err != nil {
 			return names, err
 		}
+	case FillVolume:
+		return names, fillVolume(c.nodeVolume(t.nodes[0].Name))
 	case Stop:
 		signalNS(nodeNS(t.nodes[0].Name), syscall.SIGSTOP)
 	case Cont:
@@ -198,6 +210,11 @@ func (c *Cluster) Fault(ctx context.Context, f Fault, targetName string) ([]stri
 				return names, err
 			}
 			signalNS(nodeNS(n.Name), syscall.SIGCONT)
+			if n.Role == cluster.RolePostgres {
+				if err := os.Remove(filepath.Join(c.nodeVolume(n.Name), fillFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+					return names, err
+				}
+			}
 			if _, err := c.nodeInit(n.Name); err == nil && n.Role == cluster.RolePostgres {
 				if _, err := c.Exec(ctx, n.Name, "/bin/sh", "-c", healPatroniCmd); err != nil {
 					return names, err
@@ -209,6 +226,41 @@ func (c *Cluster) Fault(ctx context.Context, f Fault, targetName string) ([]stri
 		}
 	}
 	return names, nil
+}
+
+// fillFile is the file FillVolume writes at the root of a data volume.
+const fillFile = "pgha-fill-volume"
+
+// fillVolume allocates every free byte of the file system at volume to
+// fillFile (fallocate: the blocks are taken, nothing is written), in
+// chunks that halve whenever the file system refuses one: it keeps some
+// space of what statfs says is free for itself.
+func fillVolume(volume string) error {
+	var st unix.Statfs_t
+	if err := unix.Statfs(volume, &st); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(filepath.Join(volume, fillFile), os.O_CREATE|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	end := fi.Size()
+	for chunk := int64(st.Bavail) * st.Bsize; chunk >= 4096; {
+		switch err := unix.Fallocate(int(f.Fd()), 0, end, chunk); {
+		case err == nil:
+			end += chunk
+		case errors.Is(err, unix.ENOSPC):
+			chunk /= 2
+		default:
+			return fmt.Errorf("fill %s: %w", volume, err)
+		}
+	}
+	return nil
 }
 
 func (c *Cluster) regionIndex(region string) int {

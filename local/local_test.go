@@ -11,6 +11,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/pgha/pgha/cluster"
@@ -142,6 +143,8 @@ func TestResolveTarget(t *testing.T) {
 		{"region isolate", Isolate, "eu-west-1", "", []string{"euw1-pg1", "euw1-etcd1", "euw1-haproxy1"}, "eu-west-1", ""},
 		{"region heal", Heal, "eu-west-3", "", []string{"euw3-pg1", "euw3-pg2", "euw3-etcd1", "euw3-etcd2", "euw3-haproxy1", "euw3-app1"}, "eu-west-3", ""},
 		{"rejects killing a region", Kill, "eu-west-1", "", nil, "", "applies to a node"},
+		{"fills a PostgreSQL node's volume", FillVolume, "leader", "euw1-pg1", []string{"euw1-pg1"}, "", ""},
+		{"rejects filling an etcd node's", FillVolume, "euw3-etcd1", "", nil, "", "applies to a PostgreSQL node"},
 		{"rejects an unknown target", Kill, "pg9", "", nil, "", `unknown target "pg9"`},
 		{"rejects an unknown fault", "explode", "euw3-pg1", "", nil, "", `unknown fault "explode"`},
 		{"rejects leader without one", Kill, "leader", "", nil, "", "no leader"},
@@ -297,5 +300,41 @@ func TestUpRefusesUnsafeSettings(t *testing.T) {
 	}
 	if _, err := os.Stat(dir); !os.IsNotExist(err) {
 		t.Errorf("Up made %s before refusing: %v", dir, err)
+	}
+}
+
+// TestFillVolume fills a small tmpfs as FillVolume fills a node's data
+// volume: nothing can be written until the filler is gone.
+func TestFillVolume(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a tmpfs needs root")
+	}
+	dir := filepath.Join(t.TempDir(), "volume")
+	if err := mountVolume(dir); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := unmountVolume(dir); err != nil {
+			t.Error(err)
+		}
+	})
+	if !isMount(dir) {
+		t.Fatal("the volume is not mounted")
+	}
+	if err := os.WriteFile(filepath.Join(dir, "before"), make([]byte, 1<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := fillVolume(dir); err != nil {
+		t.Fatal(err)
+	}
+	err := os.WriteFile(filepath.Join(dir, "after"), make([]byte, 8192), 0o600)
+	if !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("writing to the full volume: %v, want ENOSPC", err)
+	}
+	if err := os.Remove(filepath.Join(dir, fillFile)); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "after"), make([]byte, 8192), 0o600); err != nil {
+		t.Errorf("writing once the filler is gone: %v", err)
 	}
 }

@@ -80,7 +80,40 @@ func unmountOverlay(dir string) error {
 
 func (c *Cluster) nodeRoot(node string) string { return filepath.Join(c.nodeDir(node), "root") }
 
-// nodeVolume is a PostgreSQL node's data volume (EC2: its EBS volume).
+// VolumeSize is the size of a PostgreSQL node's data volume: a tmpfs,
+// so that it can fill up as an EBS volume does (FillVolume) without
+// filling the host's disk. It takes memory only for what is written.
+const VolumeSize = "2g"
+
+// mountVolume mounts a data volume at dir, unless it is mounted already.
+func mountVolume(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	if isMount(dir) {
+		return nil
+	}
+	if err := unix.Mount("tmpfs", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "size="+VolumeSize+",mode=0755"); err != nil {
+		return fmt.Errorf("mount the data volume %s: %w", dir, err)
+	}
+	return nil
+}
+
+// unmountVolume unmounts a data volume, when mounted.
+func unmountVolume(dir string) error {
+	if !isMount(dir) {
+		return nil
+	}
+	if err := unix.Unmount(dir, 0); err != nil {
+		if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil {
+			return fmt.Errorf("unmount %s: %w", dir, err)
+		}
+	}
+	return nil
+}
+
+// nodeVolume is a PostgreSQL node's data volume (EC2: its EBS volume), a
+// tmpfs of VolumeSize.
 func (c *Cluster) nodeVolume(node string) string { return filepath.Join(c.nodeDir(node), "volume") }
 
 // seedDir is cloud-init's NoCloud seed in a node's root.
@@ -143,7 +176,7 @@ func (c *Cluster) prepareNode(n cluster.Node) error {
 		if !ok {
 			return fmt.Errorf("no user postgres in %s/etc/passwd", c.st.RootFS)
 		}
-		if err := os.MkdirAll(c.nodeVolume(n.Name), 0o755); err != nil {
+		if err := mountVolume(c.nodeVolume(n.Name)); err != nil {
 			return err
 		}
 		if err := os.Chown(c.nodeVolume(n.Name), pg.uid, pg.gid); err != nil {

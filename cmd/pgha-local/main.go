@@ -44,7 +44,9 @@ const usage = `usage: pgha-local COMMAND [flags]
   fault KIND TARGET                   KIND: kill, stop, cont, isolate, reboot,
                                       kill-postgres, kill-patroni (a PostgreSQL
                                       node's postmaster / Patroni, kept down
-                                      until heal), heal; TARGET: a node, "leader", or
+                                      until heal), fill-volume (every free byte
+                                      of its data volume taken until heal),
+                                      heal; TARGET: a node, "leader", or
                                       (isolate, heal) a region or s3.REGION,
                                       its S3 endpoint
   memory                              each node's memory (PSS), the AWS side's, the sum
