@@ -1472,6 +1472,10 @@ func TestParametersAndGrants(t *testing.T) {
 				if !strings.Contains(policies, "parameter"+render.BootStatusParameter(cfg, n)+`"`) {
 					t.Errorf("%s: %s may not write its boot status %s", name, node, render.BootStatusParameter(cfg, n))
 				}
+				volume := "parameter" + render.VolumeStatusParameter(cfg, n) + `"`
+				if may := strings.Contains(policies, volume); may != (n.Role == cluster.RolePostgres) {
+					t.Errorf("%s: %s (%s) may write the volume report %s: %v, want %v", name, node, n.Role, render.VolumeStatusParameter(cfg, n), may, !may)
+				}
 			}
 		}
 		for _, rp := range s.plan.Regions {

@@ -1,7 +1,9 @@
 package healthcheck
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"net/url"
 	"strings"
 	"testing"
@@ -131,5 +133,43 @@ func TestArchiveQuery(t *testing.T) {
 	st := within("the archive caught up", func(st ArchiveStatus) bool { return st.Lag == 0 && !st.Failing })
 	if st.LastArchived == "" || st.Age > 30*time.Second {
 		t.Errorf("caught up, yet the newest archived is %q, %v old", st.LastArchived, st.Age)
+	}
+}
+
+func TestVolumes(t *testing.T) {
+	used := VolumesUsed(map[string]string{"pg1": "37", "pg2": " 100\n", "pg3": "full", "pg4": "-3", "pg5": "101"})
+	if len(used) != 2 || used["pg1"] != 37 || used["pg2"] != 100 {
+		t.Errorf("VolumesUsed = %v, want pg1 37 and pg2 100 (the rest are not percents)", used)
+	}
+	if max, ok := MaxVolumeUsed(used); !ok || max != 100 {
+		t.Errorf("MaxVolumeUsed = %v, %v; want 100", max, ok)
+	}
+	if _, ok := MaxVolumeUsed(nil); ok {
+		t.Error("MaxVolumeUsed of no report: want false")
+	}
+	// The metric carries the fullest; the leader's full volume is logged.
+	r := Report{Volumes: used, Observation: Observation{View: View{Leader: &Leader{Name: "pg2"}}}}
+	var buf bytes.Buffer
+	if err := WriteEMF(&buf, "pgha", "eu-west-3", r); err != nil {
+		t.Fatal(err)
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(buf.Bytes(), &doc); err != nil || doc[MetricVolumeUsed] != 100.0 {
+		t.Errorf("EMF %s = %v (%v), want 100", MetricVolumeUsed, doc[MetricVolumeUsed], err)
+	}
+	var full string
+	for _, a := range r.LogAttrs() {
+		if a.Key == "volumeFull" {
+			full = a.Value.String()
+		}
+	}
+	if !strings.Contains(full, "pg2") {
+		t.Errorf("log attribute volumeFull = %q, want it to name the leader pg2", full)
+	}
+	r.Volumes = map[string]float64{"pg2": 99, "pg1": 100}
+	for _, a := range r.LogAttrs() {
+		if a.Key == "volumeFull" {
+			t.Errorf("volumeFull = %q with the leader's volume at 99 %%", a.Value)
+		}
 	}
 }

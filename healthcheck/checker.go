@@ -53,6 +53,9 @@ type Checker struct {
 	// Backups reads the newest backup of the region's repository.
 	// Default: nil, not checked.
 	Backups BackupReader
+	// Volumes reads how full the PostgreSQL nodes' data volumes are.
+	// Default: nil, not checked.
+	Volumes VolumeReader
 }
 
 // NewChecker builds a Checker from settings with the given dependencies.
@@ -96,6 +99,9 @@ type Report struct {
 	// NewestBackup is then when its newest backup finished (zero: none).
 	BackupChecked bool      `json:"backupChecked,omitempty"`
 	NewestBackup  time.Time `json:"newestBackup,omitzero"`
+	// Volumes is the percent in use of each PostgreSQL node's data volume
+	// that reported it, when they were read.
+	Volumes map[string]float64 `json:"volumes,omitempty"`
 	// Errors are failures to act (store, restart, configuration); they are
 	// also returned by Check.
 	Errors []string `json:"errors,omitempty"`
@@ -183,6 +189,13 @@ func (c *Checker) Check(ctx context.Context) (Report, error) {
 			r.BackupChecked, r.NewestBackup = true, t
 		}
 	}
+	if c.Volumes != nil {
+		if st, err := c.Volumes.VolumeStatuses(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("read the data volumes' use: %w", err))
+		} else {
+			r.Volumes = VolumesUsed(st)
+		}
+	}
 	r.LeaderAway = c.PrimaryRegion != "" && o.View.Leader.Running() && o.View.Leader.Region != c.PrimaryRegion
 	for _, err := range errs {
 		r.Errors = append(r.Errors, err.Error())
@@ -243,6 +256,12 @@ func (r Report) LogAttrs() []slog.Attr {
 	}
 	if r.BackupChecked {
 		attrs = append(attrs, slog.Time("newestBackup", r.NewestBackup))
+	}
+	if r.Volumes != nil {
+		attrs = append(attrs, slog.Any("volumes", r.Volumes))
+		if v.Leader != nil && r.Volumes[v.Leader.Name] >= VolumeFullPercent {
+			attrs = append(attrs, slog.String("volumeFull", fmt.Sprintf("the leader %s's data volume is full: writes that need space fail; grow the volume (README: a data volume full)", v.Leader.Name)))
+		}
 	}
 	attrs = append(attrs,
 		slog.Any("apps", r.Decision.Apps),

@@ -45,6 +45,9 @@ const (
 	// MetricBackupAge is the age of the newest backup in the region's
 	// repository; NoBackupAge when it holds none.
 	MetricBackupAge = "BackupAgeSeconds"
+	// MetricVolumeUsed is the percent in use of the fullest PostgreSQL
+	// data volume that reports to this region (Report.Volumes).
+	MetricVolumeUsed = "DataVolumeUsedPercent"
 )
 
 // NoBackupAge is MetricBackupAge of a repository that holds no backup:
@@ -95,6 +98,9 @@ func WriteEMF(w io.Writer, clusterName, region string, r Report) error {
 			age = r.Start.Sub(r.NewestBackup).Seconds()
 		}
 		values = append(values, value{MetricBackupAge, "Seconds", age})
+	}
+	if max, ok := MaxVolumeUsed(r.Volumes); ok {
+		values = append(values, value{MetricVolumeUsed, "Percent", max})
 	}
 	if c := r.Config; c != nil {
 		pending := float64(len(c.Pending))

@@ -85,6 +85,10 @@ type Settings struct {
 	// its region's, and the witness's for the primary region's checker.
 	BootStatusPath string   `json:"bootStatusPath"`
 	BootNodes      []string `json:"bootNodes"`
+	// VolumeStatusPath is where the PostgreSQL nodes report how full their
+	// data volumes are (render.VolumeStatusPath), in the same region as
+	// their boot.
+	VolumeStatusPath string `json:"volumeStatusPath"`
 	// BackupBucket is this region's backup bucket (cluster.BackupBucket:
 	// on AWS the stack fills in the account), BackupPrefix the cluster's
 	// repository in it and Stanza pgBackRest's stanza: the checker reads
@@ -125,7 +129,7 @@ func SettingsFromPlan(p *cluster.Plan, region string, instanceIDs map[string]str
 		RestartBackoffMs: (time.Duration(c.HealthCheck.RestartBackoffMinutes) * time.Minute).Milliseconds(),
 		PrimaryRegion:    p.Primary().Name,
 	}
-	s.BootStatusPath = render.BootStatusPath(c)
+	s.BootStatusPath, s.VolumeStatusPath = render.BootStatusPath(c), render.VolumeStatusPath(c)
 	if r, _ := p.Region(region); !r.Witness {
 		s.BackupPrefix, s.Stanza = c.BackupPrefix(), c.Stanza()
 	}

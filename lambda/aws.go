@@ -35,6 +35,15 @@ type ssmAPI interface {
 	GetParametersByPath(context.Context, *ssm.GetParametersByPathInput, ...func(*ssm.Options)) (*ssm.GetParametersByPathOutput, error)
 }
 
+// volumeReader reads the data volumes' reports under its path, as
+// bootReader reads the boot reports (render.VolumeStatusParameter).
+type volumeReader struct{ *bootReader }
+
+// VolumeStatuses implements healthcheck.VolumeReader.
+func (v volumeReader) VolumeStatuses(ctx context.Context) (map[string]string, error) {
+	return v.BootStatuses(ctx)
+}
+
 // bootReader reads the nodes' boot statuses under path (one String
 // parameter per node, render.BootStatusParameter).
 type bootReader struct {

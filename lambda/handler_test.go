@@ -41,6 +41,10 @@ func TestHandlerEndToEnd(t *testing.T) {
 	if _, err := conn.Exec(ctx, "CREATE ROLE "+cluster.HealthUser+" LOGIN PASSWORD '"+password+"'"); err != nil {
 		t.Fatal(err)
 	}
+	// As post-bootstrap.sh grants it: the archive's status.
+	if _, err := conn.Exec(ctx, "GRANT EXECUTE ON FUNCTION pg_ls_archive_statusdir() TO "+cluster.HealthUser); err != nil {
+		t.Fatal(err)
+	}
 	conn.Close(ctx)
 
 	f := newFakeAWS(t)

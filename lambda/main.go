@@ -120,6 +120,9 @@ func newHandler(s healthcheck.Settings, roots *x509.CertPool, apiPassword string
 	if s.BootStatusPath != "" {
 		checker.Boots = &bootReader{client: ssmClient, path: s.BootStatusPath}
 	}
+	if s.VolumeStatusPath != "" {
+		checker.Volumes = volumeReader{&bootReader{client: ssmClient, path: s.VolumeStatusPath}}
+	}
 	checker.Archive = writes
 	if s.BackupBucket != "" && s3Client != nil {
 		checker.Backups = healthcheck.RepositoryReader{

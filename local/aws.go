@@ -466,6 +466,18 @@ func (c *Cluster) putParameters(ctx context.Context, region string, ps map[strin
 // BootStatuses reads every node's boot report (render.BootStatusParameter)
 // from the emulator, by node name.
 func (c *Cluster) BootStatuses(ctx context.Context) (map[string]string, error) {
+	return c.nodeReports(ctx, render.BootStatusPath(c.plan.Config))
+}
+
+// VolumeStatuses reads every PostgreSQL node's data volume report
+// (render.VolumeStatusParameter) from the emulator, by node name.
+func (c *Cluster) VolumeStatuses(ctx context.Context) (map[string]string, error) {
+	return c.nodeReports(ctx, render.VolumeStatusPath(c.plan.Config))
+}
+
+// nodeReports reads the parameters under path in every region, by their
+// last name (the node's).
+func (c *Cluster) nodeReports(ctx context.Context, path string) (map[string]string, error) {
 	out := map[string]string{}
 	var errs []error
 	for _, r := range c.plan.Regions {
@@ -474,7 +486,7 @@ func (c *Cluster) BootStatuses(ctx context.Context) (map[string]string, error) {
 			return nil, err
 		}
 		client := ssm.NewFromConfig(cfg)
-		in := &ssm.GetParametersByPathInput{Path: aws.String(render.BootStatusPath(c.plan.Config))}
+		in := &ssm.GetParametersByPathInput{Path: aws.String(path)}
 		for {
 			page, err := client.GetParametersByPath(ctx, in)
 			if err != nil {

@@ -201,6 +201,7 @@ func RunChecker(ctx context.Context, dir, region string, opts CheckerOptions, ou
 	checker := healthcheck.NewChecker(s, writes, restarter, &healthcheck.MemoryStore{})
 	checker.Patroni = healthcheck.NewPatroniClient(roots, s.APIUser, apiPassword, s.NodeTimeout())
 	checker.Archive = writes
+	checker.Volumes = c
 	if s.Stanza != "" {
 		client, err := c.S3Client(region)
 		if err != nil {
@@ -239,6 +240,10 @@ type CheckerRun struct {
 	// backup in the region's repository (zero: none, or not read).
 	Archive      *healthcheck.ArchiveStatus `json:"archive"`
 	NewestBackup time.Time                  `json:"newestBackup"`
+	// Volumes is the percent in use of each PostgreSQL node's data volume,
+	// as the nodes report it; VolumeFull is set when the leader's is full.
+	Volumes    map[string]float64 `json:"volumes"`
+	VolumeFull string             `json:"volumeFull"`
 }
 
 // checkLogMsg is the message of healthcheck.Report.Log's line.

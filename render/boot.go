@@ -137,7 +137,7 @@ func BootScript(p *cluster.Plan, n cluster.Node) (string, error) {
 	bucketsFormat, repos := PgBackRestBucketsFormat(p)
 	var timers []string
 	if n.Role == cluster.RolePostgres {
-		timers = slices.Sorted(maps.Keys(backupTimers(p, n)))
+		timers = append(slices.Sorted(maps.Keys(backupTimers(p, n))), volumeTimer)
 	}
 	var buf bytes.Buffer
 	err = bootTmpl.Execute(&buf, map[string]any{

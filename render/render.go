@@ -149,6 +149,14 @@ func Files(p *cluster.Plan, n cluster.Node) ([]File, error) {
 		for unit, timer := range backupTimers(p, n) {
 			add(UnitDir+"/"+unit, 0o644, "root", timer)
 		}
+		volume, err := VolumeStatus(p, n)
+		if err != nil {
+			return nil, err
+		}
+		add(VolumeScript, 0o755, "root", volume)
+		unit, timer := volumeUnits(n)
+		add(UnitDir+"/"+volumeUnit, 0o644, "root", unit)
+		add(UnitDir+"/"+volumeTimer, 0o644, "root", timer)
 	case cluster.RoleEtcd:
 		y, err := EtcdYAML(p, n)
 		if err != nil {

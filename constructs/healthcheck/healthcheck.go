@@ -92,6 +92,9 @@ type HealthCheck struct {
 	// region for HealthCheck.LeaderAwayMinutes (construct ID
 	// "LeaderAwayAlarm").
 	LeaderAwayAlarm awscloudwatch.Alarm
+	// VolumeAlarm fires when a PostgreSQL data volume reporting to this
+	// region is more than volumeAlarmPercent full for 2 minutes.
+	VolumeAlarm awscloudwatch.Alarm
 	// BootAlarm fires when a node's boot has not reported "ok" for 30
 	// minutes: it failed, has no SSM agent, or never reported (construct
 	// ID "BootAlarm").
@@ -259,6 +262,11 @@ func (h *HealthCheck) grant(stack awscdk.Stack, logGroup awslogs.LogGroup, s hc.
 		arn(awscdk.ArnComponents{Service: jsii.String("ssm"), Resource: jsii.String("parameter"), ResourceName: jsii.String(bootPath)}),
 		arn(awscdk.ArnComponents{Service: jsii.String("ssm"), Resource: jsii.String("parameter"), ResourceName: jsii.String(bootPath + "/*")}),
 	}, nil)
+	volumePath := strings.TrimPrefix(s.VolumeStatusPath, "/")
+	add("VolumeStatuses", []string{"ssm:GetParametersByPath"}, []*string{
+		arn(awscdk.ArnComponents{Service: jsii.String("ssm"), Resource: jsii.String("parameter"), ResourceName: jsii.String(volumePath)}),
+		arn(awscdk.ArnComponents{Service: jsii.String("ssm"), Resource: jsii.String("parameter"), ResourceName: jsii.String(volumePath + "/*")}),
+	}, nil)
 	// Secrets Manager appends "-" and six random characters to the name.
 	secret := func(name string) []*string {
 		return []*string{arn(awscdk.ArnComponents{
@@ -280,7 +288,7 @@ func (h *HealthCheck) grant(stack awscdk.Stack, logGroup awslogs.LogGroup, s hc.
 
 	reason := "Each wildcard is the narrowest its action allows: EC2 network-interface actions of a VPC Lambda take no resource ARN " +
 		"(the same as AWSLambdaVPCAccessExecutionRole); ssm:SendCommand on instance/* is limited by ssm:resourceTag conditions to " +
-		"this cluster's app instances; parameters are limited to this cluster's restart path, one per instance id, and to its boot-status path (read only); the secret ARNs " +
+		"this cluster's app instances; parameters are limited to this cluster's restart path, one per instance id, and to its boot-status and volume-status paths (read only); the secret ARNs " +
 		"(the health, Patroni API and CA secrets, read only) end in the six random characters Secrets Manager appends to a secret's name."
 	cdknag.NagSuppressions_AddResourceSuppressions(h.Role, &[]*cdknag.NagPackSuppression{{
 		Id:     jsii.String("AwsSolutions-IAM5"),
@@ -290,10 +298,15 @@ func (h *HealthCheck) grant(stack awscdk.Stack, logGroup awslogs.LogGroup, s hc.
 			nag.Resource(stack, "ec2", "instance/*"),
 			nag.Resource(stack, "ssm", "parameter"+s.ParameterPath+"/*"),
 			nag.Resource(stack, "ssm", "parameter"+s.BootStatusPath+"/*"),
+			nag.Resource(stack, "ssm", "parameter"+s.VolumeStatusPath+"/*"),
 			nag.Resource(stack, "secretsmanager", "secret:"+s.SecretName+"-??????"),
 		},
 	}}, jsii.Bool(true))
 }
+
+// volumeAlarmPercent is the use of a data volume that alarms: room to
+// grow the volume before it is full.
+const volumeAlarmPercent = 85
 
 func (h *HealthCheck) addAlarms(cfg cluster.Config, region string) {
 	dims := &map[string]*string{hc.DimCluster: jsii.String(cfg.Name), hc.DimRegion: jsii.String(region)}
@@ -385,6 +398,18 @@ func (h *HealthCheck) addAlarms(cfg cluster.Config, region string) {
 			TreatMissingData:   awscloudwatch.TreatMissingData_NOT_BREACHING,
 		})
 	}
+	h.VolumeAlarm = awscloudwatch.NewAlarm(h.Construct, jsii.String("VolumeAlarm"), &awscloudwatch.AlarmProps{
+		AlarmDescription: jsii.String(fmt.Sprintf("pgha %s: a PostgreSQL node's data volume that reports to %s is more than %d%% full for 2 minutes: "+
+			"when it is full, every write that needs space fails while PostgreSQL and Patroni still run. The health checker's log names it (volumes); "+
+			"grow the EBS volume (aws ec2 modify-volume, then resize2fs on the node), or find what takes the space (pg_wal kept for a lost replica's slot, or for a failing archive)",
+			cfg.Name, region, volumeAlarmPercent)),
+		Metric:             metric(hc.MetricVolumeUsed, "Maximum"),
+		ComparisonOperator: awscloudwatch.ComparisonOperator_GREATER_THAN_THRESHOLD,
+		Threshold:          jsii.Number(volumeAlarmPercent),
+		EvaluationPeriods:  jsii.Number(2),
+		DatapointsToAlarm:  jsii.Number(2),
+		TreatMissingData:   awscloudwatch.TreatMissingData_NOT_BREACHING,
+	})
 	h.BootAlarm = awscloudwatch.NewAlarm(h.Construct, jsii.String("BootAlarm"), &awscloudwatch.AlarmProps{
 		AlarmDescription: jsii.String(fmt.Sprintf("pgha %s: a node of %s has not booted well for 30 minutes: its boot failed, it has no SSM agent, or it never reported "+
 			"(the health checker's log names it; the node's console output, aws ec2 get-console-output, tells why)", cfg.Name, region)),

@@ -125,6 +125,30 @@ func TestHealthCheck(t *testing.T) {
 			"Threshold":          16 << 20,
 		})
 	})
+	check("volume alarm: a data volume more than 85 % full for 2 minutes", func(t *testing.T) {
+		tmpl.HasResourceProperties(jsii.String("AWS::CloudWatch::Alarm"), map[string]any{
+			"MetricName":         hc.MetricVolumeUsed,
+			"Namespace":          hc.MetricNamespace,
+			"Statistic":          "Maximum",
+			"Period":             60,
+			"ComparisonOperator": "GreaterThanThreshold",
+			"Threshold":          85,
+			"EvaluationPeriods":  2,
+			"DatapointsToAlarm":  2,
+			"TreatMissingData":   "notBreaching",
+			"Dimensions": assertions.Match_ArrayWith(&[]any{
+				map[string]any{"Name": hc.DimCluster, "Value": "pgha"},
+				map[string]any{"Name": hc.DimRegion, "Value": "eu-west-3"},
+			}),
+		})
+		tmpl.HasResourceProperties(jsii.String("AWS::IAM::Policy"), map[string]any{
+			"PolicyDocument": assertions.Match_ObjectLike(&map[string]any{
+				"Statement": assertions.Match_ArrayWith(&[]any{assertions.Match_ObjectLike(&map[string]any{
+					"Sid": "VolumeStatuses", "Action": "ssm:GetParametersByPath",
+				})}),
+			}),
+		})
+	})
 	check("split-brain alarm: more than one primary in one check", func(t *testing.T) {
 		tmpl.HasResourceProperties(jsii.String("AWS::CloudWatch::Alarm"), map[string]any{
 			"MetricName":         hc.MetricPrimaries,
@@ -176,9 +200,11 @@ func TestHealthCheck(t *testing.T) {
 			res := fmt.Sprint(s["Resource"])
 			switch a := fmt.Sprint(s["Action"]); {
 			case a == "ssm:GetParametersByPath":
-				// The boot statuses, read only (render.BootStatusPath).
-				if !strings.Contains(res, ":parameter/pgha/pgha/boot]]]") || strings.Contains(res, "restarts") {
-					t.Errorf("boot status access on %s", res)
+				// The boot and volume reports, read only
+				// (render.BootStatusPath, render.VolumeStatusPath).
+				boot, volume := strings.Contains(res, ":parameter/pgha/pgha/boot]]]"), strings.Contains(res, ":parameter/pgha/pgha/volume]]]")
+				if boot == volume || strings.Contains(res, "restarts") {
+					t.Errorf("report access on %s", res)
 				}
 			case strings.Contains(a, "ssm:GetParameter") || strings.Contains(a, "ssm:PutParameter"):
 				if !strings.Contains(res, ":parameter/pgha/pgha/restarts/*") {

@@ -222,16 +222,25 @@ func debianImage(scope constructs.Construct, arch string) *string {
 	return cr.GetResponseField(jsii.String("Parameter.Value"))
 }
 
-// grantBootStatus lets node n's role write n's boot status parameter.
+// grantBootStatus lets node n's role write n's boot status parameter and,
+// on a PostgreSQL node, its data volume's report.
 func grantBootStatus(scope constructs.Construct, p *cluster.Plan, n cluster.Node, role awsiam.IRole) {
 	stack := awscdk.Stack_Of(scope)
+	params := []string{render.BootStatusParameter(p.Config, n)}
+	if n.Role == cluster.RolePostgres {
+		params = append(params, render.VolumeStatusParameter(p.Config, n))
+	}
+	var arns []*string
+	for _, name := range params {
+		arns = append(arns, stack.FormatArn(&awscdk.ArnComponents{
+			Service: jsii.String("ssm"), Region: jsii.String(render.BootStatusRegion(p, n)),
+			Resource: jsii.String("parameter"), ResourceName: jsii.String(name[1:]),
+		}))
+	}
 	awsiam.Grant_AddToPrincipal(&awsiam.GrantOnPrincipalOptions{
 		Grantee: role,
 		Actions: jsii.Strings("ssm:PutParameter"),
-		ResourceArns: jsii.Strings(*stack.FormatArn(&awscdk.ArnComponents{
-			Service: jsii.String("ssm"), Region: jsii.String(render.BootStatusRegion(p, n)),
-			Resource: jsii.String("parameter"), ResourceName: jsii.String(render.BootStatusParameter(p.Config, n)[1:]),
-		})),
+		ResourceArns: &arns,
 	})
 }
 
