@@ -238,8 +238,8 @@ func grantBootStatus(scope constructs.Construct, p *cluster.Plan, n cluster.Node
 		}))
 	}
 	awsiam.Grant_AddToPrincipal(&awsiam.GrantOnPrincipalOptions{
-		Grantee: role,
-		Actions: jsii.Strings("ssm:PutParameter"),
+		Grantee:      role,
+		Actions:      jsii.Strings("ssm:PutParameter"),
 		ResourceArns: &arns,
 	})
 }
