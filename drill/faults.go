@@ -91,7 +91,9 @@ var faultDrills = []Drill{
 		Name: "leader-volume-full", Doc: "take every free byte of the leader's data volume (its data and pg_wal share it) for 40 s, then free it (on EC2: the EBS volume grown): what the writer sees, what the health checker said meanwhile, no acknowledged write lost",
 		// Writes fail from the first that needs a new page until the
 		// heal; PostgreSQL stops only when it needs a new WAL segment
-		// file (PANIC), and then Patroni fails over.
+		// file (PANIC), and then Patroni fails over. The health checker
+		// must say the leader's volume is full (its volume report, every
+		// 15 s) before the heal.
 		Targets: Targets{RTO: holdFull + 20*time.Second},
 		prepare: leaderHome,
 		inject:  leaderVolumeFull,
@@ -114,6 +116,7 @@ func leaderVolumeFull(ctx context.Context, r *runner) error {
 	}
 	sleep(ctx, holdFull)
 	var ready, checks int
+	var full time.Duration // when a check first said the leader's volume is full
 	for _, app := range r.plan.ByRole(cluster.RoleApp) {
 		runs, err := r.cluster.CheckerRuns(app.Region)
 		if err != nil {
@@ -126,7 +129,15 @@ func leaderVolumeFull(ctx context.Context, r *runner) error {
 					ready++
 				}
 			}
+			if after := run.Time.Sub(r.res.FaultAt); after > 0 && run.VolumeFull != "" && (full == 0 || after < full) {
+				full = after
+			}
 		}
+	}
+	if full == 0 {
+		r.problem("no health check said the leader's data volume is full")
+	} else {
+		r.figure("the health checker logged the leader's volume full %.1f s after the fault", full.Seconds())
 	}
 	if err := r.heal(ctx, local.Heal, r.leader); err != nil {
 		return err

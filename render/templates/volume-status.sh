@@ -7,7 +7,7 @@
 # puts the largest in its metric DataVolumeUsedPercent, which alarms:
 # a full volume fails every write that needs space while PostgreSQL,
 # Patroni and HAProxy all still say the leader is fine.
-# {{.Timer}} runs it every 30 s; it writes the parameter when the
+# {{.Timer}} runs it every 15 s; it writes the parameter when the
 # figure changed, else every 10 minutes, to spare SSM's write quota.
 set -eu
 used=$(df --output=pcent {{.Mount}} | tail -n 1 | tr -dc 0-9)
