@@ -117,8 +117,8 @@ func leaderVolumeFull(ctx context.Context, r *runner) error {
 	sleep(ctx, holdFull)
 	var ready, checks int
 	var full time.Duration // when a check first said the leader's volume is full
-	for _, app := range r.plan.ByRole(cluster.RoleApp) {
-		runs, err := r.cluster.CheckerRuns(app.Region)
+	for _, region := range r.cluster.CheckerRegions() {
+		runs, err := r.cluster.CheckerRuns(region)
 		if err != nil {
 			return err
 		}

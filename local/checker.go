@@ -63,6 +63,10 @@ func checkerRegions(p *cluster.Plan) []string {
 	return out
 }
 
+// CheckerRegions are the regions whose health checker runs (those with
+// an app), in plan order.
+func (c *Cluster) CheckerRegions() []string { return checkerRegions(c.plan) }
+
 func (c *Cluster) checkerLog(region string) string {
 	return filepath.Join(c.dir, "logs", "checker-"+region+".log")
 }

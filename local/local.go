@@ -459,7 +459,7 @@ func (c *Cluster) Down(ctx context.Context) error {
 	c.logf("removing the network namespaces")
 	errs = append(errs, c.net().destroy(ctx))
 	for _, n := range c.plan.Nodes {
-		errs = append(errs, unmountOverlay(c.nodeDir(n.Name)), unmountVolume(c.nodeVolume(n.Name)))
+		errs = append(errs, unmountOverlay(c.nodeDir(n.Name)), unmount(c.nodeVolume(n.Name)))
 	}
 	errs = append(errs, unmountOverlay(c.awsDir()))
 	for _, sub := range []string{"nodes", "aws", "secrets", "tls", "bin", "state.json", "state.lock"} {

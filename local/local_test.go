@@ -314,7 +314,7 @@ func TestFillVolume(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		if err := unmountVolume(dir); err != nil {
+		if err := unmount(dir); err != nil {
 			t.Error(err)
 		}
 	})

@@ -64,15 +64,17 @@ func isMount(p string) bool {
 }
 
 // unmountOverlay unmounts dir/root when it is mounted.
-func unmountOverlay(dir string) error {
-	root := filepath.Join(dir, "root")
-	if !isMount(root) {
+func unmountOverlay(dir string) error { return unmount(filepath.Join(dir, "root")) }
+
+// unmount unmounts the file system at p, when one is mounted there.
+func unmount(p string) error {
+	if !isMount(p) {
 		return nil
 	}
-	if err := unix.Unmount(root, 0); err != nil {
+	if err := unix.Unmount(p, 0); err != nil {
 		// A process that still holds it goes away soon after.
-		if err := unix.Unmount(root, unix.MNT_DETACH); err != nil {
-			return fmt.Errorf("unmount %s: %w", root, err)
+		if err := unix.Unmount(p, unix.MNT_DETACH); err != nil {
+			return fmt.Errorf("unmount %s: %w", p, err)
 		}
 	}
 	return nil
@@ -95,19 +97,6 @@ func mountVolume(dir string) error {
 	}
 	if err := unix.Mount("tmpfs", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "size="+VolumeSize+",mode=0755"); err != nil {
 		return fmt.Errorf("mount the data volume %s: %w", dir, err)
-	}
-	return nil
-}
-
-// unmountVolume unmounts a data volume, when mounted.
-func unmountVolume(dir string) error {
-	if !isMount(dir) {
-		return nil
-	}
-	if err := unix.Unmount(dir, 0); err != nil {
-		if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil {
-			return fmt.Errorf("unmount %s: %w", dir, err)
-		}
 	}
 	return nil
 }

@@ -177,8 +177,7 @@ func Backup(p *cluster.Plan, n cluster.Node) (string, error) {
 // missed while the node was off happens when it is back.
 func backupTimers(p *cluster.Plan, n cluster.Node) map[string]string {
 	timer := func(what, when string) string {
-		return "# " + Header + "\n[Unit]\nDescription=pgha: " + what + " of " + p.Config.Stanza() + " from " + n.Name + " when it is the node to\n\n" +
-			"[Timer]\n" + when + "\n\n[Install]\nWantedBy=timers.target\n"
+		return timerUnit(what+" of "+p.Config.Stanza()+" from "+n.Name+" when it is the node to", when)
 	}
 	out := map[string]string{}
 	full, _ := cluster.OnCalendar(p.Config.Backup.FullSchedule) // validated

@@ -78,9 +78,18 @@ func TLSRefresh(p *cluster.Plan, n cluster.Node) (string, error) {
 // tlsUnits are the oneshot unit that runs TLSRefreshScript and its daily
 // timer (a random hour, so that nodes do not all reload at once).
 func tlsUnits(n cluster.Node) (service, timer string) {
-	service = "# " + Header + "\n[Unit]\nDescription=pgha: install " + n.Name + "'s TLS files from Secrets Manager\n" +
-		"Wants=network-online.target\nAfter=network-online.target\n\n[Service]\nType=oneshot\nExecStart=" + TLSRefreshScript + "\n"
-	timer = "# " + Header + "\n[Unit]\nDescription=pgha: install " + n.Name + "'s renewed TLS files every day\n\n" +
-		"[Timer]\nOnUnitActiveSec=1d\nOnBootSec=1h\nRandomizedDelaySec=1h\nPersistent=true\n\n[Install]\nWantedBy=timers.target\n"
-	return service, timer
+	return oneshotUnit("install "+n.Name+"'s TLS files from Secrets Manager", TLSRefreshScript),
+		timerUnit("install "+n.Name+"'s renewed TLS files every day", "OnUnitActiveSec=1d\nOnBootSec=1h\nRandomizedDelaySec=1h\nPersistent=true")
+}
+
+// oneshotUnit is a oneshot service that runs exec once the network is up.
+func oneshotUnit(description, exec string) string {
+	return "# " + Header + "\n[Unit]\nDescription=pgha: " + description + "\n" +
+		"Wants=network-online.target\nAfter=network-online.target\n\n[Service]\nType=oneshot\nExecStart=" + exec + "\n"
+}
+
+// timerUnit is a timer of the [Timer] settings spec (lines), enabled with
+// timers.target.
+func timerUnit(description, spec string) string {
+	return "# " + Header + "\n[Unit]\nDescription=pgha: " + description + "\n\n[Timer]\n" + spec + "\n\n[Install]\nWantedBy=timers.target\n"
 }

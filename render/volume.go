@@ -47,9 +47,6 @@ func VolumeStatus(p *cluster.Plan, n cluster.Node) (string, error) {
 // volumeUnits are VolumeScript's service and its timer: every 15 s, to
 // the second (systemd's default accuracy is a minute).
 func volumeUnits(n cluster.Node) (service, timer string) {
-	service = "# " + Header + "\n[Unit]\nDescription=pgha: report how full " + n.Name + "'s data volume is\n" +
-		"Wants=network-online.target\nAfter=network-online.target\n\n[Service]\nType=oneshot\nExecStart=" + VolumeScript + "\n"
-	timer = "# " + Header + "\n[Unit]\nDescription=pgha: report how full " + n.Name + "'s data volume is, every 15 s\n\n" +
-		"[Timer]\nOnBootSec=15s\nOnUnitActiveSec=15s\nAccuracySec=1s\n\n[Install]\nWantedBy=timers.target\n"
-	return service, timer
+	return oneshotUnit("report how full "+n.Name+"'s data volume is", VolumeScript),
+		timerUnit("report how full "+n.Name+"'s data volume is, every 15 s", "OnBootSec=15s\nOnUnitActiveSec=15s\nAccuracySec=1s")
 }

@@ -257,16 +257,15 @@ func (h *HealthCheck) grant(stack awscdk.Stack, logGroup awslogs.LogGroup, s hc.
 	// GetParametersByPath is authorized on the path; the parameters under
 	// it are granted too, for whichever of the two IAM evaluates.
 	// https://docs.aws.amazon.com/systems-manager/latest/userguide/sysman-paramstore-access.html
-	bootPath := strings.TrimPrefix(s.BootStatusPath, "/")
-	add("BootStatuses", []string{"ssm:GetParametersByPath"}, []*string{
-		arn(awscdk.ArnComponents{Service: jsii.String("ssm"), Resource: jsii.String("parameter"), ResourceName: jsii.String(bootPath)}),
-		arn(awscdk.ArnComponents{Service: jsii.String("ssm"), Resource: jsii.String("parameter"), ResourceName: jsii.String(bootPath + "/*")}),
-	}, nil)
-	volumePath := strings.TrimPrefix(s.VolumeStatusPath, "/")
-	add("VolumeStatuses", []string{"ssm:GetParametersByPath"}, []*string{
-		arn(awscdk.ArnComponents{Service: jsii.String("ssm"), Resource: jsii.String("parameter"), ResourceName: jsii.String(volumePath)}),
-		arn(awscdk.ArnComponents{Service: jsii.String("ssm"), Resource: jsii.String("parameter"), ResourceName: jsii.String(volumePath + "/*")}),
-	}, nil)
+	readPath := func(sid, path string) {
+		path = strings.TrimPrefix(path, "/")
+		add(sid, []string{"ssm:GetParametersByPath"}, []*string{
+			arn(awscdk.ArnComponents{Service: jsii.String("ssm"), Resource: jsii.String("parameter"), ResourceName: jsii.String(path)}),
+			arn(awscdk.ArnComponents{Service: jsii.String("ssm"), Resource: jsii.String("parameter"), ResourceName: jsii.String(path + "/*")}),
+		}, nil)
+	}
+	readPath("BootStatuses", s.BootStatusPath)
+	readPath("VolumeStatuses", s.VolumeStatusPath)
 	// Secrets Manager appends "-" and six random characters to the name.
 	secret := func(name string) []*string {
 		return []*string{arn(awscdk.ArnComponents{
