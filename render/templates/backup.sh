@@ -53,23 +53,25 @@ if [[ $chosen != {{.Name}} ]]; then
 	exit 0
 fi
 
-repos=({{.Repos}})
-type=$kind
-if [[ $kind == first ]]; then
-	# The repositories that hold no backup (info fails for a repository
-	# it cannot read: then try it too).
-	info=$(pgbackrest --output=json info || true)
-	mapfile -t repos < <(python3 -c '
+# without_backup REPO...: those of the repositories that hold no backup
+# (info fails for a repository it cannot read: it counts as holding none).
+without_backup() {
+	pgbackrest --output=json info 2>/dev/null | python3 -c '
 import json, sys
-repos = sys.argv[1:]
 try:
     stanza = json.load(sys.stdin)[0]
 except Exception:
     stanza = {}
 have = {str(b["database"]["repo-key"]) for b in stanza.get("backup", [])}
-print("\n".join(r for r in repos if r not in have))
-' "${repos[@]}" <<<"$info")
-	((${#repos[@]} > 0)) && [[ -n ${repos[0]} ]] || exit 0
+print("\n".join(r for r in sys.argv[1:] if r not in have))
+' "$@"
+}
+
+repos=({{.Repos}})
+type=$kind
+if [[ $kind == first ]]; then
+	mapfile -t repos <<<"$(without_backup "${repos[@]}")"
+	[[ -n ${repos[0]:-} ]] || exit 0
 	type=full
 	log "repositories without a backup: ${repos[*]}"
 	# In every repository it can reach (one unreachable fails the
@@ -78,13 +80,34 @@ print("\n".join(r for r in repos if r not in have))
 	# without the leader's archive lock, which its archiving holds.
 	pgbackrest --log-level-console=info --no-online stanza-create || log "stanza-create failed"
 fi
-failed=()
+failed=() busy=()
 for repo in "${repos[@]}"; do
 	log "$type backup into repository $repo"
-	if ! pgbackrest --log-level-console=info --repo="$repo" --type="$type" backup; then
+	rc=0
+	pgbackrest --log-level-console=info --repo="$repo" --type="$type" backup || rc=$?
+	# 50 is pgBackRest's LockAcquireError: every backup holds a lock on
+	# the node it runs on and, through its TLS server, on the leader and
+	# the standby it copies from, so another node's backup of this
+	# cluster is running.
+	if ((rc == 50)); then
+		busy+=("$repo")
+	elif ((rc != 0)); then
 		failed+=("$repo")
 	fi
 done
+if [[ $kind == first ]] && ((${#failed[@]} + ${#busy[@]} > 0)); then
+	# The goal is a backup in every repository: another node's run (its
+	# view of who takes it differed for a moment) may have taken it, and
+	# may be why this one failed. One still running is retried in 30 s.
+	mapfile -t failed <<<"$(without_backup "${failed[@]}")"
+	[[ -n ${failed[0]:-} ]] || failed=()
+	((${#busy[@]} == 0)) || log "another node's backup is running: repository ${busy[*]} is tried again in 30 s"
+	busy=()
+fi
+if ((${#busy[@]} > 0)); then
+	log "another node's backup is running: no $type backup into repository ${busy[*]}"
+	exit 1
+fi
 if ((${#failed[@]} > 0)); then
 	log "the $type backup failed in repository ${failed[*]}"
 	exit 1
