@@ -93,7 +93,7 @@ func Services(p *cluster.Plan, n cluster.Node) ([]Service, error) {
 		}}, nil
 	case cluster.RoleEtcd:
 		return []Service{{
-			Unit:        "pgha-etcd.service",
+			Unit:        EtcdUnit,
 			Description: "pgha etcd, Patroni's DCS (" + p.Config.Name + "/" + n.Name + ")",
 			User:        "etcd",
 			Command:     []string{"/usr/bin/etcd", "--config-file", EtcdConfig},

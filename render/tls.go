@@ -60,7 +60,7 @@ func TLSRefresh(p *cluster.Plan, n cluster.Node) (string, error) {
 		// but its trusted CAs only when it starts. The cert-rotation
 		// drill checks the new certificate is served.
 		data["NodeSecret"], data["KeyOwner"] = pki.NodeSecret(p.Config, n.Name), "etcd"
-		reload = []string{"[[ -z $ca_changed ]] || systemctl try-restart pgha-etcd.service"}
+		reload = []string{"[[ -z $ca_changed ]] || systemctl try-restart " + EtcdUnit}
 	case cluster.RoleHAProxy:
 		reload = []string{"[[ -z $ca_changed ]] || systemctl try-reload-or-restart haproxy.service"}
 	case cluster.RoleApp:
