@@ -269,6 +269,10 @@ type HealthCheck struct {
 	// been outside the primary region this long (every commit then crosses
 	// regions; a switchover brings it back). Default: 10.
 	LeaderAwayMinutes int `json:"leaderAwayMinutes"`
+	// VolumeAlarmPercent raises the volume alarm when a PostgreSQL node's
+	// data volume is more than this percent full for 2 minutes: room to
+	// grow the volume before writes fail. Default: 85.
+	VolumeAlarmPercent int `json:"volumeAlarmPercent"`
 }
 
 // Default returns the configuration of the original design: two data
@@ -340,6 +344,7 @@ func Default() Config {
 			LagAlarmBytes:         16 << 20,
 			RestartBackoffMinutes: 5,
 			LeaderAwayMinutes:     10,
+			VolumeAlarmPercent:    85,
 		},
 	}
 }

@@ -180,6 +180,8 @@ func TestParseRejects(t *testing.T) {
 			[]string{"pgha.app.database", `"postgres"`}},
 		{"negative lag threshold", `{"healthCheck": {"lagAlarmBytes": -1}}`,
 			[]string{"pgha.healthCheck.lagAlarmBytes", `"-1"`}},
+		{"volume alarm that cannot fire", `{"healthCheck": {"volumeAlarmPercent": 100}}`,
+			[]string{"pgha.healthCheck.volumeAlarmPercent", `"100"`, "between 1 and 99"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

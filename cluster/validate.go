@@ -179,6 +179,9 @@ func (c Config) Validate() error {
 	if c.HealthCheck.LeaderAwayMinutes < 1 || c.HealthCheck.LeaderAwayMinutes > 1440 {
 		v.addf("healthCheck.leaderAwayMinutes", fmt.Sprint(c.HealthCheck.LeaderAwayMinutes), "must be between 1 and 1440")
 	}
+	if c.HealthCheck.VolumeAlarmPercent < 1 || c.HealthCheck.VolumeAlarmPercent > 99 {
+		v.addf("healthCheck.volumeAlarmPercent", fmt.Sprint(c.HealthCheck.VolumeAlarmPercent), "must be between 1 and 99")
+	}
 	if c.HealthCheck.RestartBackoffMinutes < 1 || c.HealthCheck.RestartBackoffMinutes > 1440 {
 		v.addf("healthCheck.restartBackoffMinutes", fmt.Sprint(c.HealthCheck.RestartBackoffMinutes), "must be between 1 and 1440")
 	}

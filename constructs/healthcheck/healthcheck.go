@@ -93,7 +93,7 @@ type HealthCheck struct {
 	// "LeaderAwayAlarm").
 	LeaderAwayAlarm awscloudwatch.Alarm
 	// VolumeAlarm fires when a PostgreSQL data volume reporting to this
-	// region is more than volumeAlarmPercent full for 2 minutes.
+	// region is more than HealthCheck.VolumeAlarmPercent full for 2 minutes.
 	VolumeAlarm awscloudwatch.Alarm
 	// BootAlarm fires when a node's boot has not reported "ok" for 30
 	// minutes: it failed, has no SSM agent, or never reported (construct
@@ -303,10 +303,6 @@ func (h *HealthCheck) grant(stack awscdk.Stack, logGroup awslogs.LogGroup, s hc.
 	}}, jsii.Bool(true))
 }
 
-// volumeAlarmPercent is the use of a data volume that alarms: room to
-// grow the volume before it is full.
-const volumeAlarmPercent = 85
-
 func (h *HealthCheck) addAlarms(cfg cluster.Config, region string) {
 	dims := &map[string]*string{hc.DimCluster: jsii.String(cfg.Name), hc.DimRegion: jsii.String(region)}
 	metric := func(name, stat string) awscloudwatch.Metric {
@@ -401,10 +397,10 @@ func (h *HealthCheck) addAlarms(cfg cluster.Config, region string) {
 		AlarmDescription: jsii.String(fmt.Sprintf("pgha %s: a PostgreSQL node's data volume that reports to %s is more than %d%% full for 2 minutes: "+
 			"when it is full, every write that needs space fails while PostgreSQL and Patroni still run. The health checker's log names it (volumes); "+
 			"grow the EBS volume (aws ec2 modify-volume, then resize2fs on the node), or find what takes the space (pg_wal kept for a lost replica's slot, or for a failing archive)",
-			cfg.Name, region, volumeAlarmPercent)),
+			cfg.Name, region, cfg.HealthCheck.VolumeAlarmPercent)),
 		Metric:             metric(hc.MetricVolumeUsed, "Maximum"),
 		ComparisonOperator: awscloudwatch.ComparisonOperator_GREATER_THAN_THRESHOLD,
-		Threshold:          jsii.Number(volumeAlarmPercent),
+		Threshold:          jsii.Number(cfg.HealthCheck.VolumeAlarmPercent),
 		EvaluationPeriods:  jsii.Number(2),
 		DatapointsToAlarm:  jsii.Number(2),
 		TreatMissingData:   awscloudwatch.TreatMissingData_NOT_BREACHING,

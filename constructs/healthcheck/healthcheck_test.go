@@ -26,7 +26,11 @@ import (
 // every check reports.
 func TestHealthCheck(t *testing.T) {
 	defer jsii.Close()
-	plan, err := cluster.NewPlan(cluster.Default())
+	// Every setting the default but the volume alarm's, which shows the
+	// construct takes it from the configuration.
+	cfg := cluster.Default()
+	cfg.HealthCheck.VolumeAlarmPercent = 90
+	plan, err := cluster.NewPlan(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,14 +129,14 @@ func TestHealthCheck(t *testing.T) {
 			"Threshold":          16 << 20,
 		})
 	})
-	check("volume alarm: a data volume more than 85 % full for 2 minutes", func(t *testing.T) {
+	check("volume alarm: a data volume more than healthCheck.volumeAlarmPercent full for 2 minutes", func(t *testing.T) {
 		tmpl.HasResourceProperties(jsii.String("AWS::CloudWatch::Alarm"), map[string]any{
 			"MetricName":         hc.MetricVolumeUsed,
 			"Namespace":          hc.MetricNamespace,
 			"Statistic":          "Maximum",
 			"Period":             60,
 			"ComparisonOperator": "GreaterThanThreshold",
-			"Threshold":          85,
+			"Threshold":          90,
 			"EvaluationPeriods":  2,
 			"DatapointsToAlarm":  2,
 			"TreatMissingData":   "notBreaching",
