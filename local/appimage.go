@@ -51,7 +51,7 @@ func parseDockerfile(src string) (DockerfileStage, error) {
 				f = f[1:]
 			}
 			if len(f) == 0 {
-				return st, fmt.Errorf("Dockerfile line %d: FROM without an image", i+1)
+				return st, fmt.Errorf("line %d of the Dockerfile: FROM without an image", i+1)
 			}
 			st = DockerfileStage{From: f[0]} // a new stage: only the last counts
 		case "COPY":
@@ -65,12 +65,12 @@ func parseDockerfile(src string) (DockerfileStage, error) {
 			st.Expose = append(st.Expose, strings.Fields(rest)...)
 		case "ENTRYPOINT":
 			if err := json.Unmarshal([]byte(rest), &st.Entrypoint); err != nil {
-				return st, fmt.Errorf("Dockerfile line %d: ENTRYPOINT must be a JSON array: %v", i+1, err)
+				return st, fmt.Errorf("line %d of the Dockerfile: ENTRYPOINT must be a JSON array: %v", i+1, err)
 			}
 		}
 	}
 	if st.From == "" || len(st.Entrypoint) == 0 || len(st.Copy) != 1 {
-		return st, fmt.Errorf("Dockerfile: want a final stage with FROM, one COPY --from and an ENTRYPOINT, got %+v", st)
+		return st, fmt.Errorf("the Dockerfile has no final stage with FROM, one COPY --from and an ENTRYPOINT: %+v", st)
 	}
 	return st, nil
 }
@@ -129,7 +129,7 @@ func BuildAppImage(ctx context.Context, moduleRoot, goarch string) (*Image, erro
 		gid, gok = uid, ok
 	}
 	if !ok || !gok {
-		return nil, fmt.Errorf("Dockerfile: USER %q is not a distroless account (%v)", st.User, distrolessUsers)
+		return nil, fmt.Errorf("the Dockerfile's USER %q is not a distroless account (%v)", st.User, distrolessUsers)
 	}
 	var layer bytes.Buffer
 	tw := tar.NewWriter(&layer)
