@@ -94,15 +94,7 @@ func TestBackupScript(t *testing.T) {
 				t.Fatal(err)
 			}
 			host, inRoot := tempInRoot(t, root)
-			write := func(name, content string, mode os.FileMode) {
-				path := filepath.Join(host, name)
-				if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-					t.Fatal(err)
-				}
-				if err := os.WriteFile(path, []byte(content), mode); err != nil {
-					t.Fatal(err)
-				}
-			}
+			write := func(name, content string, mode os.FileMode) { writeFile(t, filepath.Join(host, name), content, mode) }
 			write("bin/curl", fakeCurl, 0o755)
 			write("bin/pgbackrest", fakePgBackRest, 0o755)
 			write("backup", strings.ReplaceAll(script, "/usr/bin/pgbackrest", inRoot+"/bin/pgbackrest"), 0o755)

@@ -85,14 +85,7 @@ func TestEtcdRejoinScript(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
 			bin, dataDir, config, calls := filepath.Join(dir, "bin"), filepath.Join(dir, "data"), filepath.Join(dir, "etcd.yml"), filepath.Join(dir, "calls")
-			write := func(path, content string, mode os.FileMode) {
-				if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-					t.Fatal(err)
-				}
-				if err := os.WriteFile(path, []byte(content), mode); err != nil {
-					t.Fatal(err)
-				}
-			}
+			write := func(path, content string, mode os.FileMode) { writeFile(t, path, content, mode) }
 			write(filepath.Join(bin, "etcdctl"), fakeEtcdctl, 0o755)
 			write(filepath.Join(bin, "systemctl"), fakeSystemctl, 0o755)
 			y, err := EtcdYAML(p, n)

@@ -59,6 +59,17 @@ func tempInRoot(t *testing.T, root string) (host, inRoot string) {
 	return host, strings.TrimPrefix(host, root)
 }
 
+// writeFile writes content to path with mode, making its directories.
+func writeFile(t *testing.T, path, content string, mode os.FileMode) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(content), mode); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // tlsFiles writes what tls-refresh installs, for every node of p: a CA of
 // the test's own in host/tls/ca.crt and, for a node with a certificate,
 // its node.crt and node.key in host/tls/<node>/. conf rewrites a rendered
@@ -70,14 +81,7 @@ func tlsFiles(t *testing.T, p *cluster.Plan, host, inRoot string) (conf func(nod
 		t.Fatal(err)
 	}
 	dir := filepath.Join(host, "tls")
-	write := func(path, content string, mode os.FileMode) {
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, []byte(content), mode); err != nil {
-			t.Fatal(err)
-		}
-	}
+	write := func(path, content string, mode os.FileMode) { writeFile(t, path, content, mode) }
 	write(filepath.Join(dir, "ca.crt"), ca.CertPEM(), 0o644)
 	var etcdIPs []netip.Addr
 	for _, n := range p.ByRole(cluster.RoleEtcd) {

@@ -95,18 +95,21 @@ for repo in "${repos[@]}"; do
 		failed+=("$repo")
 	fi
 done
-if [[ $kind == first ]] && ((${#failed[@]} + ${#busy[@]} > 0)); then
+if ((${#busy[@]} > 0)); then
+	# A first backup is tried again in 30 s; a scheduled one is lost.
+	if [[ $kind == first ]]; then
+		log "another node's backup is running: repository ${busy[*]} is tried again in 30 s"
+	else
+		log "another node's backup is running: no $type backup into repository ${busy[*]}"
+		exit 1
+	fi
+fi
+if [[ $kind == first ]] && ((${#failed[@]} > 0)); then
 	# The goal is a backup in every repository: another node's run (its
 	# view of who takes it differed for a moment) may have taken it, and
-	# may be why this one failed. One still running is retried in 30 s.
+	# may be why this one failed.
 	mapfile -t failed <<<"$(without_backup "${failed[@]}")"
 	[[ -n ${failed[0]:-} ]] || failed=()
-	((${#busy[@]} == 0)) || log "another node's backup is running: repository ${busy[*]} is tried again in 30 s"
-	busy=()
-fi
-if ((${#busy[@]} > 0)); then
-	log "another node's backup is running: no $type backup into repository ${busy[*]}"
-	exit 1
 fi
 if ((${#failed[@]} > 0)); then
 	log "the $type backup failed in repository ${failed[*]}"
