@@ -85,10 +85,10 @@ for repo in "${repos[@]}"; do
 	log "$type backup into repository $repo"
 	rc=0
 	pgbackrest --log-level-console=info --repo="$repo" --type="$type" backup || rc=$?
-	# 50 is pgBackRest's LockAcquireError: every backup holds a lock on
-	# the node it runs on and, through its TLS server, on the leader and
-	# the standby it copies from, so another node's backup of this
-	# cluster is running.
+	# 50 is pgBackRest's LockAcquireError: a backup holds its
+	# repository's lock (<stanza>-backup-<repo>.lock) on the node it runs
+	# on and, through the TLS server, on the leader and the standby it
+	# copies from, so another node's backup into this repository runs.
 	if ((rc == 50)); then
 		busy+=("$repo")
 	elif ((rc != 0)); then
